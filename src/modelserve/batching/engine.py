@@ -1,0 +1,339 @@
+"""`BatchEngine`: a bounded queue per service that groups requests into model-sized batches.
+
+Flow: `submit` appends to the queue (full -> OverloadedError at once) and awaits a future with a
+deadline timer; one collator task per engine waits for an idle executor, closes a batch by the
+rules in `collator`, and hands it to the executor; the executor's thread reports back through
+`loop.call_soon_threadsafe`, and `_finish` resolves the futures. The event loop never runs model
+code, and nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from modelserve.batching.collator import Pending, close_at, drop_dead_head, take_batch
+from modelserve.batching.observer import EngineObserver, ExpiredWhere, NullObserver
+from modelserve.errors import (
+    DeadlineExceededError,
+    ItemRejectedError,
+    OutputMismatchError,
+    OverloadedError,
+    PredictionError,
+    ServiceUnavailableError,
+)
+from modelserve.service.base import ItemError
+from modelserve.service.batching import BatchingConfig
+from modelserve.types import BatchExecutor
+
+logger = logging.getLogger("modelserve.batching")
+
+# Converts one raw output of predict into the service's Output type, or raises ValueError.
+OutputCheck = Callable[[Any], Any]
+
+MIN_RETRY_AFTER_S = 1.0
+MAX_RETRY_AFTER_S = 60.0
+
+
+class BatchEngine:
+    """Queue, collate and dispatch one service's requests to its executors."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: BatchingConfig,
+        executors: Sequence[BatchExecutor],
+        check_output: OutputCheck | None = None,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        if not executors:
+            raise ValueError("BatchEngine needs at least one executor")
+        self.name = name
+        self.config = config
+        self._executors = list(executors)
+        self._idle: deque[BatchExecutor] = deque(self._executors)
+        self._check_output = check_output
+        self._observer: EngineObserver = observer or NullObserver()
+        self._queue: deque[Pending] = deque()
+        self._max_wait_s = config.max_wait_ms / 1000.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._collator: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._running = 0
+        self._accepting = False
+        # Seconds of model time per item, smoothed; drives the Retry-After estimate.
+        self._item_cost_s = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start collating; call from the event loop that will submit."""
+        if self._collator is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._accepting = True
+        self._collator = self._loop.create_task(self._collate(), name=f"modelserve-collate-{self.name}")
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop accepting, wait up to `timeout_s` for queued and running work; True if drained."""
+        self._accepting = False
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while (self._queue or self._running) and loop.time() < end:
+            await asyncio.sleep(0.01)
+        drained = not self._queue and not self._running
+        await self.close()
+        return drained
+
+    async def close(self) -> None:
+        """Stop the collator and fail whatever is still queued."""
+        self._accepting = False
+        if self._collator is not None:
+            self._collator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collator
+            self._collator = None
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    ServiceUnavailableError(f"model {self.name!r} is shutting down")
+                )
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for a batch (including ones whose caller already gave up)."""
+        return len(self._queue)
+
+    @property
+    def running_batches(self) -> int:
+        """Batches handed to executors and not yet answered."""
+        return self._running
+
+    @property
+    def accepting(self) -> bool:
+        """True while submit accepts new items."""
+        return self._accepting
+
+    # -- submit ----------------------------------------------------------------------------
+
+    async def submit(self, item: Any) -> Any:
+        """Queue one item and return its output; raises a ModelserveError on shed/timeout/failure."""
+        loop = self._admit(1)
+        now = loop.time()
+        future: asyncio.Future[Any] = loop.create_future()
+        pending = Pending(item, future, now, now + self.config.timeout_s)
+        self._queue.append(pending)
+        self._notify()
+        timer = loop.call_at(pending.deadline, self._expire, pending)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    async def submit_many(self, items: Sequence[Any]) -> list[Any]:
+        """Queue several items that share one deadline; return outputs or ItemRejectedError each.
+
+        Errors that concern the whole request (shed, deadline, model failure) are raised.
+        """
+        if not items:
+            return []
+        loop = self._admit(len(items))
+        now = loop.time()
+        deadline = now + self.config.timeout_s
+        batch = [Pending(item, loop.create_future(), now, deadline) for item in items]
+        self._queue.extend(batch)
+        self._notify()
+        timer = loop.call_at(deadline, self._expire_all, batch)
+        try:
+            results = await asyncio.gather(*(p.future for p in batch), return_exceptions=True)
+        finally:
+            timer.cancel()
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ItemRejectedError):
+                raise result
+        return results
+
+    def _admit(self, count: int) -> asyncio.AbstractEventLoop:
+        if not self._accepting or self._loop is None:
+            raise ServiceUnavailableError(f"model {self.name!r} is not accepting requests")
+        if len(self._queue) + count > self.config.max_queue:
+            if count > self.config.max_queue:
+                # Would never fit: retrying cannot help, so this is not an overload.
+                raise OverloadedError(
+                    f"request has {count} inputs but model {self.name!r} queues at most"
+                    f" {self.config.max_queue}",
+                    retry_after_s=MAX_RETRY_AFTER_S,
+                )
+            self._safe(self._observer.on_shed, count)
+            raise OverloadedError(
+                f"model {self.name!r} is at capacity ({self.config.max_queue} queued); retry later",
+                retry_after_s=self._retry_after(),
+            )
+        return self._loop
+
+    def _retry_after(self) -> float:
+        backlog_s = len(self._queue) * self._item_cost_s / max(1, len(self._executors))
+        return min(MAX_RETRY_AFTER_S, max(MIN_RETRY_AFTER_S, math.ceil(backlog_s)))
+
+    def _expire(self, pending: Pending) -> None:
+        if pending.future.done():
+            return
+        running = pending.taken_at is not None
+        where: ExpiredWhere = "running" if running else "queue"
+        self._safe(self._observer.on_expired, where)
+        pending.future.set_exception(
+            DeadlineExceededError(
+                f"model {self.name!r} did not answer within {self.config.timeout_s:g}s"
+                f" ({'while running' if running else 'while queued'})"
+            )
+        )
+
+    def _expire_all(self, batch: list[Pending]) -> None:
+        for pending in batch:
+            self._expire(pending)
+
+    def _notify(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    # -- collate ---------------------------------------------------------------------------
+
+    async def _wait(self, until: float | None = None) -> None:
+        """Sleep until notified (new item, idle executor) or until loop time `until`."""
+        assert self._loop is not None
+        wakeup = self._wakeup = self._loop.create_future()
+        timer = None if until is None else self._loop.call_at(until, _resolve, wakeup)
+        try:
+            await wakeup
+        finally:
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _collate(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        queue = self._queue
+        max_batch = self.config.max_batch_size
+        while True:
+            drop_dead_head(queue)
+            if not queue or not self._idle:
+                await self._wait()
+                continue
+            closes = close_at(
+                queued=len(queue),
+                max_batch=max_batch,
+                first_arrival=queue[0].arrived,
+                max_wait_s=self._max_wait_s,
+            )
+            if closes is not None and loop.time() < closes:
+                await self._wait(closes)
+                if len(queue) < max_batch and loop.time() < closes:
+                    continue  # woken early by an item that did not fill the batch
+            batch = take_batch(queue, max_batch, loop.time())
+            if batch:
+                self._dispatch(self._idle.popleft(), batch)
+
+    def _dispatch(self, executor: BatchExecutor, batch: list[Pending]) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._running += 1
+        started = loop.time()
+
+        def done(result: list[Any] | BaseException) -> None:
+            # Called once from the executor's thread.
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(self._finish, executor, batch, result, started)
+
+        try:
+            executor.run_batch([p.item for p in batch], done)
+        except Exception as exc:  # an executor that cannot even take the batch
+            self._finish(executor, batch, exc, started)
+
+    def _finish(
+        self,
+        executor: BatchExecutor,
+        batch: list[Pending],
+        result: list[Any] | BaseException,
+        started: float,
+    ) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._running -= 1
+        self._idle.append(executor)
+        self._notify()
+        now = loop.time()
+        run_s = now - started
+        self._item_cost_s = 0.8 * self._item_cost_s + 0.2 * (run_s / len(batch))
+        self._safe(self._observer.on_batch, len(batch), started - batch[0].arrived, run_s)
+        if isinstance(result, BaseException):
+            self._fail_all(batch, result)
+            return
+        if not isinstance(result, list) or len(result) != len(batch):
+            got = len(result) if isinstance(result, list) else type(result).__name__
+            self._fail_all(
+                batch,
+                OutputMismatchError(
+                    f"model {self.name!r}: predict returned {got} outputs for {len(batch)}"
+                    " inputs; it must return a list with one output (or ItemError) per input"
+                ),
+            )
+            return
+        check = self._check_output
+        for pending, output in zip(batch, result, strict=True):
+            future = pending.future
+            if future.done():
+                continue  # caller gave up; its work is already counted as abandoned
+            if isinstance(output, ItemError):
+                future.set_exception(
+                    ItemRejectedError(output.message, code=output.code, details=output.details)
+                )
+                continue
+            if check is not None:
+                try:
+                    output = check(output)
+                except ValueError as exc:
+                    self._safe(self._observer.on_error, "OutputMismatchError")
+                    logger.error("model %r returned an invalid output: %s", self.name, exc)
+                    future.set_exception(
+                        OutputMismatchError(f"model {self.name!r} returned an invalid output")
+                    )
+                    continue
+            future.set_result(output)
+
+    def _fail_all(self, batch: list[Pending], exc: BaseException) -> None:
+        if isinstance(exc, PredictionError):
+            error: PredictionError = exc
+            logger.error("%s", exc)
+        else:
+            logger.error(
+                "model %r raised while predicting a batch of %d",
+                self.name,
+                len(batch),
+                exc_info=exc,
+            )
+            error = PredictionError(f"model {self.name!r} failed while predicting")
+        self._safe(self._observer.on_error, type(error).__name__)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    @staticmethod
+    def _safe(hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:  # an observer must never break inference
+            logger.exception("engine observer failed")
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,99 @@
+"""The one exception tree of modelserve. No HTTP in here: `http/errors.py` maps classes to statuses.
+
+    ModelserveError
+    ├── ConfigError                  settings or a service definition are invalid
+    │   └── ServiceDefinitionError   a Service subclass is malformed (no name, no types, bad batching)
+    ├── ServiceLoadError             a target (file.py / module:attr) cannot be imported
+    ├── ServiceNotFoundError         no served model has the requested name
+    ├── ServiceUnavailableError      the model exists but is loading, failed or stopping
+    ├── InvalidInputError            a request body does not match the model's input schema
+    │   ├── MalformedBodyError       the body is not well-formed JSON
+    │   ├── PayloadTooLargeError     the body is over the configured byte limit
+    │   └── UnsupportedMediaError    the body is not JSON
+    ├── OverloadedError              the model's queue is full (carries retry_after_s)
+    ├── DeadlineExceededError        a request waited or ran past its deadline
+    └── PredictionError              the model raised while predicting a batch
+        ├── OutputMismatchError      predict returned the wrong number or type of outputs
+        └── ItemRejectedError        the model rejected one item of a batch (see ItemError)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ModelserveError(Exception):
+    """Base of every error modelserve raises on purpose."""
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(ModelserveError):
+    """Raised when settings or a service definition are invalid."""
+
+
+class ServiceDefinitionError(ConfigError):
+    """Raised when a Service subclass is malformed."""
+
+
+class ServiceLoadError(ModelserveError):
+    """Raised when a serve target cannot be imported or holds no Service."""
+
+
+class ServiceNotFoundError(ModelserveError):
+    """Raised when no served model has the requested name."""
+
+
+class ServiceUnavailableError(ModelserveError):
+    """Raised when a model exists but is not ready (loading, failed, stopping)."""
+
+    def __init__(self, message: str, *, details: Any = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidInputError(ModelserveError):
+    """Raised when a request body does not match the model's input schema."""
+
+
+class MalformedBodyError(InvalidInputError):
+    """Raised when a request body is not well-formed JSON (syntax, encoding, nesting, duplicates)."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """Raised when a request body is over the configured byte limit."""
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """Raised when a request body is not sent as JSON."""
+
+
+class OverloadedError(ModelserveError):
+    """Raised when a model's queue is full; the caller should retry after `retry_after_s`."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceededError(ModelserveError):
+    """Raised when a request waited in the queue or ran past its deadline."""
+
+
+class PredictionError(ModelserveError):
+    """Raised when the model raised while predicting a batch."""
+
+
+class OutputMismatchError(PredictionError):
+    """Raised when predict returned the wrong number or type of outputs."""
+
+
+class ItemRejectedError(PredictionError):
+    """Raised for one item that the model reported as an ItemError."""
+
+    def __init__(self, message: str, *, code: str = "item_rejected", details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.code = code

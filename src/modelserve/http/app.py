@@ -1,0 +1,97 @@
+"""`create_app`: the FastAPI application of one server process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from modelserve.config import Settings
+from modelserve.http.errors import install_error_handlers
+from modelserve.http.middleware import RequestContextMiddleware
+from modelserve.http.openapi import build_model_docs_router
+from modelserve.http.predict import PredictEndpoint
+from modelserve.http.routes import build_router
+from modelserve.runtime.manager import ModelRuntime, ReplicaFactory, default_replica_factory
+from modelserve.service.base import Service
+from modelserve.service.spec import ServiceSpec
+from modelserve.types import Receive, Scope, Send
+
+logger = logging.getLogger("modelserve")
+
+
+class ModelserveApp(FastAPI):
+    """FastAPI with the predict fast path in front of Starlette's routing and middleware."""
+
+    predict_endpoint: PredictEndpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = PredictEndpoint.match(scope["path"])
+            if match is not None:
+                await self.predict_endpoint(scope, receive, send, *match)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    services: Iterable[type[Service[Any, Any]] | ServiceSpec] = (),
+    *,
+    replica_factory: ReplicaFactory = default_replica_factory,
+) -> ModelserveApp:
+    """Build the HTTP app serving `services` (Service classes or ServiceSpecs).
+
+    Models load in the background when the app starts (ASGI lifespan): `/livez` answers at
+    once, `/readyz` turns 200 when they are ready.
+    """
+    settings = settings or Settings()
+    specs: Sequence[ServiceSpec] = [
+        s if isinstance(s, ServiceSpec) else ServiceSpec.from_class(s) for s in services
+    ]
+    runtime = ModelRuntime(specs, device=settings.device, replica_factory=replica_factory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            logger.info("draining in-flight requests")
+            await runtime.stop(settings.server.graceful_timeout_s)
+            logger.info("stopped")
+
+    docs = settings.http.docs_enabled
+    app = ModelserveApp(
+        title="modelserve",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+    endpoint = PredictEndpoint(
+        runtime,
+        max_body_bytes=settings.http.max_body_bytes,
+        max_batch_inputs=settings.http.max_batch_inputs,
+    )
+    app.predict_endpoint = endpoint
+    install_error_handlers(app)
+    app.include_router(build_router(ready_when_any=settings.ready_when_any))
+    app.include_router(build_model_docs_router(runtime, endpoint))
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.http.max_body_bytes)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelserve")
+    except PackageNotFoundError:
+        return "0.0.0"

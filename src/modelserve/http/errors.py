@@ -1,0 +1,149 @@
+"""The one table from error class to HTTP status and code, and the one error body.
+
+Every error response is `{"error": {"code", "message", "details", "request_id"}}`. 5xx bodies
+carry a generic message and the request id only: no trace, SQL, paths or versions (S11).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from modelserve.errors import (
+    ConfigError,
+    DeadlineExceededError,
+    InvalidInputError,
+    ItemRejectedError,
+    MalformedBodyError,
+    ModelserveError,
+    OutputMismatchError,
+    OverloadedError,
+    PayloadTooLargeError,
+    PredictionError,
+    ServiceNotFoundError,
+    ServiceUnavailableError,
+    UnsupportedMediaError,
+)
+from modelserve.http.context import REQUEST_ID_KEY
+
+logger = logging.getLogger("modelserve.http")
+
+# Most specific first is not needed: lookup walks the exception's MRO.
+ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
+    MalformedBodyError: (400, "malformed_body"),
+    PayloadTooLargeError: (413, "payload_too_large"),
+    UnsupportedMediaError: (415, "unsupported_media_type"),
+    InvalidInputError: (422, "invalid_input"),
+    ItemRejectedError: (422, "item_rejected"),
+    ServiceNotFoundError: (404, "model_not_found"),
+    ServiceUnavailableError: (503, "model_unavailable"),
+    OverloadedError: (503, "overloaded"),
+    DeadlineExceededError: (504, "deadline_exceeded"),
+    OutputMismatchError: (500, "invalid_model_output"),
+    PredictionError: (500, "prediction_failed"),
+    ConfigError: (500, "server_misconfigured"),
+    ModelserveError: (500, "internal_error"),
+}
+
+GENERIC_500_MESSAGE = "Internal server error; quote the request id when reporting it."
+
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+}
+
+
+def status_and_code(exc: BaseException) -> tuple[int, str]:
+    """Status and code for any exception (unknown ones are 500 internal_error)."""
+    for klass in type(exc).__mro__:
+        entry = ERROR_TABLE.get(klass)  # type: ignore[call-overload]
+        if entry is not None:
+            if isinstance(exc, ItemRejectedError):
+                return entry[0], exc.code
+            return entry
+    return 500, "internal_error"
+
+
+def error_body(code: str, message: str, details: Any, request_id: str | None) -> bytes:
+    """Serialize the one error body."""
+    return orjson.dumps(
+        {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
+    )
+
+
+def render_error(exc: BaseException, request_id: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, extra headers and body for an exception; 5xx never reveal internals."""
+    status, code = status_and_code(exc)
+    headers: list[tuple[bytes, bytes]] = []
+    retry_after = getattr(exc, "retry_after_s", None)
+    if status == 503:
+        seconds = 1 if retry_after is None else max(1, math.ceil(retry_after))
+        headers.append((b"retry-after", str(seconds).encode()))
+    if status >= 500 and not isinstance(exc, ModelserveError | DeadlineExceededError):
+        logger.error("unhandled error (request %s)", request_id, exc_info=exc)
+    if isinstance(exc, ModelserveError) and not (status == 500 and code == "internal_error"):
+        message, details = exc.message, exc.details
+    else:
+        message, details = GENERIC_500_MESSAGE, None
+    return status, headers, error_body(code, message, details, request_id)
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get(REQUEST_ID_KEY)
+    return value if isinstance(value, str) else None
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+    response = Response(body, status_code=status, media_type="application/json")
+    for key, value in headers:
+        response.headers[key.decode()] = value.decode()
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render framework and domain errors in the one error shape."""
+
+    async def on_modelserve_error(request: Request, exc: Exception) -> Response:
+        return _response(*render_error(exc, _request_id(request)))
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        malformed = any(d["type"] == "json_invalid" for d in details)
+        status, code = (400, "malformed_body") if malformed else (422, "invalid_input")
+        body = error_body(code, "Request is invalid", details, _request_id(request))
+        return _response(status, [], body)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = [(k.encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+        body = error_body(code, message, None, _request_id(request))
+        return _response(exc.status_code, headers, body)
+
+    async def on_unhandled(request: Request, exc: Exception) -> Response:
+        return _response(*render_error(exc, _request_id(request)))
+
+    app.add_exception_handler(ModelserveError, on_modelserve_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unhandled)

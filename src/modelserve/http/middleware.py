@@ -1,0 +1,66 @@
+"""Plain ASGI middleware for the FastAPI routes: request ids and the body-size cap.
+
+The predict fast path does the same inline (see `http/predict.py`) to skip a middleware hop.
+"""
+
+from __future__ import annotations
+
+from modelserve.errors import PayloadTooLargeError
+from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, header, request_id_from
+from modelserve.http.errors import render_error
+from modelserve.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class RequestContextMiddleware:
+    """Tags every non-predict request with a request id (echoed back) and caps body size."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = scope.get(REQUEST_ID_KEY) or request_id_from(scope["headers"])
+        scope[REQUEST_ID_KEY] = request_id
+        encoded = request_id.encode("ascii")
+        limit = self.max_body_bytes
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLargeError(f"request body is over the {limit}-byte limit")
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, encoded))
+                message["headers"] = headers
+            await send(message)
+
+        declared = header(scope["headers"], b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            status, extra, body = render_error(
+                PayloadTooLargeError(f"request body is over the {limit}-byte limit"), request_id
+            )
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                        *extra,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, limited_receive, send_with_id)

@@ -1,0 +1,86 @@
+"""Documentation routes: each model's predict endpoints with its real Input/Output schemas.
+
+The fast path in `http/predict.py` answers these paths before FastAPI routing; the handlers
+here answer the same way if they are ever reached, so the documentation cannot drift.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel, create_model
+from starlette.responses import Response
+
+from modelserve.http.predict import PredictEndpoint
+from modelserve.runtime.manager import ModelRuntime
+from modelserve.schemas.wire import ErrorResponse, ItemErrorInfo
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed JSON"},
+    404: {"model": ErrorResponse, "description": "No such model"},
+    413: {"model": ErrorResponse, "description": "Body over the size limit"},
+    415: {"model": ErrorResponse, "description": "Body is not JSON"},
+    422: {"model": ErrorResponse, "description": "Input does not match the schema"},
+    503: {"model": ErrorResponse, "description": "Model overloaded or not ready (see Retry-After)"},
+    504: {"model": ErrorResponse, "description": "Model did not answer within its deadline"},
+}
+
+
+def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) -> APIRouter:
+    """One documented POST route per model and kind (single, batch)."""
+    router = APIRouter()
+    for deployed in runtime:
+        spec = deployed.spec
+        route = endpoint.route(spec.name)
+        batch_response: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            f"{spec.output_type.__name__}BatchResponse",
+            outputs=(list[spec.output_type | None], ...),  # type: ignore[name-defined]
+            errors=(list[ItemErrorInfo], ...),
+        )
+        for is_batch, path, request_model, response_model, summary in (
+            (False, f"/v1/models/{spec.name}/predict", spec.wire_input_type, spec.output_type, "Predict one input"),
+            (
+                True,
+                f"/v1/models/{spec.name}/predict/batch",
+                route.batch_model,
+                batch_response,
+                f"Predict up to {route.max_inputs} inputs",
+            ),
+        ):
+            router.add_api_route(
+                path,
+                _make_handler(endpoint, spec.name, is_batch, request_model),
+                methods=["POST"],
+                response_model=response_model,
+                responses=ERROR_RESPONSES,
+                summary=summary,
+                description=spec.description,
+                tags=[spec.name],
+                name=f"{spec.name}:{'predict_batch' if is_batch else 'predict'}",
+            )
+    return router
+
+
+def _make_handler(endpoint: PredictEndpoint, name: str, is_batch: bool, request_model: type[BaseModel]) -> Any:
+    async def handler(request: Request, payload: Any) -> Response:
+        status, headers, body = await endpoint.respond(
+            name, is_batch, await request.body(), list(request.scope["headers"])
+        )
+        response = Response(body, status_code=status, media_type="application/json")
+        for key, value in headers:
+            response.headers[key.decode()] = value.decode()
+        return response
+
+    # FastAPI reads the body parameter's type from the signature to document it.
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+            inspect.Parameter(
+                "payload", inspect.Parameter.KEYWORD_ONLY, annotation=request_model, default=Body(...)
+            ),
+        ],
+        return_annotation=Response,
+    )
+    return handler

@@ -1,0 +1,107 @@
+"""Read-only routes: the model catalogue and the health probes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from modelserve.http.errors import error_body
+from modelserve.runtime.manager import DeployedService, ModelRuntime
+from modelserve.schemas.wire import (
+    BatchingInfo,
+    ErrorResponse,
+    HealthStatus,
+    ModelInfo,
+    ModelList,
+    ModelStats,
+)
+
+
+def get_runtime(request: Request) -> ModelRuntime:
+    """The app's ModelRuntime."""
+    runtime: ModelRuntime = request.app.state.runtime
+    return runtime
+
+
+Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
+
+
+def describe(deployed: DeployedService) -> ModelInfo:
+    """Public description of one served model."""
+    spec = deployed.spec
+    counters = deployed.counters
+    engine = deployed.engine
+    return ModelInfo(
+        name=spec.name,
+        version=spec.version,
+        description=spec.description,
+        status=deployed.status.value,
+        reason=deployed.reason,
+        isolation=spec.isolation,
+        replicas=spec.replicas,
+        batching=BatchingInfo(
+            max_batch_size=spec.batching.max_batch_size,
+            max_wait_ms=spec.batching.max_wait_ms,
+            max_queue=spec.batching.max_queue,
+            timeout_s=spec.batching.timeout_s,
+        ),
+        input_schema=spec.input_schema(),
+        output_schema=spec.output_schema(),
+        stats=ModelStats(
+            queue_depth=engine.queue_depth if engine else 0,
+            running_batches=engine.running_batches if engine else 0,
+            batches=counters.batches,
+            items=counters.items,
+            shed=counters.shed,
+            expired_in_queue=counters.expired_in_queue,
+            abandoned_running=counters.abandoned_running,
+            errors=dict(counters.errors),
+        ),
+    )
+
+
+def build_router(*, ready_when_any: bool) -> APIRouter:
+    """Routes for /v1/models, /livez and /readyz."""
+    router = APIRouter()
+
+    @router.get("/v1/models", tags=["models"], summary="List served models")
+    async def list_models(runtime: Runtime) -> ModelList:
+        data = [describe(d) for d in runtime]
+        return ModelList(data=data, count=len(data))
+
+    @router.get(
+        "/v1/models/{name}",
+        tags=["models"],
+        summary="Describe one model",
+        responses={404: {"model": ErrorResponse}},
+    )
+    async def get_model(name: str, runtime: Runtime) -> ModelInfo:
+        return describe(runtime.get(name))
+
+    @router.get("/livez", tags=["health"], summary="Process is alive")
+    async def livez() -> HealthStatus:
+        # Answered on the event loop, which never runs model code: a busy model cannot delay it.
+        return HealthStatus(status="ok")
+
+    @router.get(
+        "/readyz",
+        tags=["health"],
+        summary="Every model is ready",
+        responses={503: {"model": HealthStatus}},
+    )
+    async def readyz(runtime: Runtime) -> Response:
+        models = {d.spec.name: d.status.value for d in runtime}
+        ok = runtime.is_ready(any_ready=ready_when_any)
+        body = HealthStatus(status="ok" if ok else "unavailable", models=models)
+        return Response(
+            body.model_dump_json(), status_code=200 if ok else 503, media_type="application/json"
+        )
+
+    return router
+
+
+def not_found_body(request_id: str | None) -> bytes:
+    """Body of a 404 for an unknown path."""
+    return error_body("not_found", "Not Found", None, request_id)

@@ -1,0 +1,95 @@
+"""`ThreadReplica`: one service instance whose setup and predict run on a dedicated thread.
+
+PyTorch, NumPy and ONNX Runtime release the GIL inside their kernels, so a thread per replica
+costs no IPC and no copies while keeping the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import queue
+import threading
+from typing import Any
+
+from modelserve.service.base import Service
+from modelserve.types import BatchDone
+
+logger = logging.getLogger("modelserve.runtime")
+
+_STOP = object()
+
+
+class ThreadReplica:
+    """Runs one Service instance on its own thread; implements BatchExecutor."""
+
+    def __init__(self, service_cls: type[Service[Any, Any]], *, device: str, label: str) -> None:
+        self._service_cls = service_cls
+        self._device = device
+        self._label = label
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    @property
+    def busy(self) -> bool:
+        """True while a batch is running."""
+        return self._busy
+
+    def start(self) -> concurrent.futures.Future[None]:
+        """Start the thread; the returned future completes when `setup` has finished."""
+        self._thread = threading.Thread(target=self._main, name=f"modelserve-{self._label}", daemon=True)
+        self._thread.start()
+        return self._ready
+
+    def run_batch(self, items: list[Any], done: BatchDone) -> None:
+        """Queue a batch for the replica thread; `done` is called from that thread."""
+        self._jobs.put((items, done))
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the thread to finish its current batch, run teardown and exit."""
+        if self._thread is None:
+            return
+        self._jobs.put(_STOP)
+        self._thread.join(timeout_s)
+
+    def _main(self) -> None:
+        try:
+            service = self._service_cls()
+            service.setup(self._device)
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        predict = service.predict
+        loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(predict) else None
+        self._ready.set_result(None)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is _STOP:
+                    break
+                items, done = job
+                self._busy = True
+                try:
+                    outputs: Any = predict(items)
+                    if loop is not None:
+                        outputs = loop.run_until_complete(outputs)
+                    if not isinstance(outputs, list):
+                        outputs = list(outputs)
+                except BaseException as exc:
+                    result: list[Any] | BaseException = exc
+                else:
+                    result = outputs
+                finally:
+                    self._busy = False
+                done(result)
+        finally:
+            try:
+                service.teardown()
+            except Exception:
+                logger.exception("teardown of %s failed", self._label)
+            if loop is not None:
+                loop.close()

@@ -1,0 +1,70 @@
+"""`Service`: the class a model author writes."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from modelserve.service.batching import BatchingConfig, batching
+from modelserve.types import Isolation
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+
+class ItemError:
+    """Returned by `predict` in place of one output to reject just that item.
+
+    The other items of the batch are answered normally; the client of this item gets a 422
+    with `code` and `message`. Never put secrets in the message: it reaches the client.
+    """
+
+    __slots__ = ("code", "details", "message")
+
+    def __init__(self, message: str, *, code: str = "item_rejected", details: Any = None) -> None:
+        self.message = message
+        self.code = code
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"ItemError({self.message!r}, code={self.code!r})"
+
+
+class Service(Generic[In, Out]):
+    """Base class of a served model: subclass as `Service[Input, Output]`.
+
+    Class attributes configure serving; `setup` loads the model once per replica and
+    `predict` maps a batch of inputs to the same number of outputs, in order.
+
+        class Iris(Service[Flower, Species]):
+            name = "iris"
+            batching = batching(max_batch_size=32, max_wait_ms=2)
+
+            def setup(self, device: str) -> None:
+                self.model = train_or_load()
+
+            def predict(self, batch: list[Flower]) -> list[Species]:
+                ...
+
+    `predict` may also be `async def`; it still runs off the server's event loop.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    batching: ClassVar[BatchingConfig] = batching()
+    replicas: ClassVar[int] = 1
+    isolation: ClassVar[Isolation] = "thread"
+    # None: take the server's configured device.
+    device: ClassVar[str | None] = None
+
+    def setup(self, device: str) -> None:
+        """Load weights and warm up. Runs once per replica, off the event loop."""
+
+    def predict(self, batch: list[In]) -> list[Out | ItemError]:
+        """Return one output (or ItemError) per input, in the same order."""
+        raise NotImplementedError(f"{type(self).__name__}.predict is not implemented")
+
+    def teardown(self) -> None:
+        """Release resources when the server stops."""

@@ -1,0 +1,128 @@
+"""`ServiceSpec`: everything the engines need to know about a Service class, checked once."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from modelserve.errors import ServiceDefinitionError
+from modelserve.schemas.strict import strict_model
+from modelserve.service.base import Service
+from modelserve.service.batching import BatchingConfig
+from modelserve.types import Isolation
+
+# Lowercase, digits, '.', '_' and '-', starting with a letter or digit: safe in URLs, file
+# names and metric labels, and never a path (no '/', no '..' segment on its own).
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+MAX_REPLICAS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSource:
+    """Where a worker process can import the service class from (never pickled code)."""
+
+    kind: typing.Literal["file", "module"]
+    location: str  # a file path or a dotted module name
+    attr: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A validated description of one Service subclass."""
+
+    cls: type[Service[Any, Any]]
+    name: str
+    version: str
+    description: str
+    input_type: type[BaseModel]
+    output_type: type[BaseModel]
+    # Strict twin of input_type used to validate requests (see schemas.strict).
+    wire_input_type: type[BaseModel]
+    batching: BatchingConfig
+    replicas: int
+    isolation: Isolation
+    device: str | None
+    is_async: bool
+    source: ServiceSource | None
+
+    @classmethod
+    def from_class(
+        cls, service_cls: type[Service[Any, Any]], *, source: ServiceSource | None = None
+    ) -> ServiceSpec:
+        """Check a Service subclass and describe it; raise ServiceDefinitionError naming the fix."""
+        label = service_cls.__qualname__
+        if not (isinstance(service_cls, type) and issubclass(service_cls, Service)):
+            raise ServiceDefinitionError(f"{label!r} is not a subclass of modelserve.Service")
+        name = getattr(service_cls, "name", None)
+        if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+            raise ServiceDefinitionError(
+                f"{label}.name must match {NAME_PATTERN.pattern} (got {name!r})"
+            )
+        version = str(service_cls.version)
+        if not VERSION_PATTERN.match(version):
+            raise ServiceDefinitionError(
+                f"{label}.version must match {VERSION_PATTERN.pattern} (got {version!r})"
+            )
+        input_type, output_type = _io_types(service_cls)
+        batching = service_cls.batching
+        if not isinstance(batching, BatchingConfig):
+            raise ServiceDefinitionError(f"{label}.batching must be built with batching(...)")
+        replicas = service_cls.replicas
+        if not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
+            raise ServiceDefinitionError(f"{label}.replicas must be an int in 1..{MAX_REPLICAS}")
+        if service_cls.isolation not in ("thread", "process"):
+            raise ServiceDefinitionError(f"{label}.isolation must be 'thread' or 'process'")
+        if service_cls.predict is Service.predict:
+            raise ServiceDefinitionError(f"{label} must implement predict(self, batch)")
+        if service_cls.isolation == "process" and source is None:
+            raise ServiceDefinitionError(
+                f"{label} uses isolation='process' but was not loaded from a file or module,"
+                " so a worker process cannot import it"
+            )
+        return cls(
+            cls=service_cls,
+            name=name,
+            version=version,
+            description=service_cls.description or inspect.cleandoc(service_cls.__dict__.get("__doc__") or ""),
+            input_type=input_type,
+            output_type=output_type,
+            wire_input_type=strict_model(input_type),
+            batching=batching,
+            replicas=replicas,
+            isolation=service_cls.isolation,
+            device=service_cls.device,
+            is_async=inspect.iscoroutinefunction(service_cls.predict),
+            source=source,
+        )
+
+    def input_schema(self) -> dict[str, Any]:
+        """JSON schema of one input, as validated on the wire."""
+        return TypeAdapter(self.wire_input_type).json_schema()
+
+    def output_schema(self) -> dict[str, Any]:
+        """JSON schema of one output."""
+        return TypeAdapter(self.output_type).json_schema(mode="serialization")
+
+
+def _io_types(service_cls: type[Service[Any, Any]]) -> tuple[type[BaseModel], type[BaseModel]]:
+    for klass in service_cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is Service:
+                args = typing.get_args(base)
+                if len(args) == 2 and all(
+                    isinstance(a, type) and issubclass(a, BaseModel) for a in args
+                ):
+                    return args[0], args[1]
+                raise ServiceDefinitionError(
+                    f"{service_cls.__qualname__}: Service[In, Out] needs two pydantic BaseModel"
+                    f" classes (got {args!r})"
+                )
+    raise ServiceDefinitionError(
+        f"{service_cls.__qualname__} must subclass Service[Input, Output] with pydantic models"
+    )
