@@ -1,12 +1,12 @@
 """modelserve: serve any Python model as a fast, validated, documented HTTP API.
 
-    from modelserve import Service, batching
+from modelserve import Service, batching
 
-    class Iris(Service[Flower, Species]):
-        name = "iris"
-        batching = batching(max_batch_size=32, max_wait_ms=2)
-        def setup(self, device: str) -> None: ...
-        def predict(self, batch: list[Flower]) -> list[Species]: ...
+class Iris(Service[Flower, Species]):
+    name = "iris"
+    batching = batching(max_batch_size=32, max_wait_ms=2)
+    def setup(self, device: str) -> None: ...
+    def predict(self, batch: list[Flower]) -> list[Species]: ...
 """
 
 from modelserve.config import HttpConfig, ServerConfig, Settings

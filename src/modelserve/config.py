@@ -1,4 +1,4 @@
-"""Typed settings, built once by the CLI or `create_app` and injected; nothing reads the environment later.
+"""Typed settings, built once by the CLI or `create_app` and injected; read env only then.
 
 Environment variables use the prefix `MODELSERVE_` and `__` for nesting, e.g.
 `MODELSERVE_HTTP__MAX_BODY_BYTES=1048576`.

@@ -1,20 +1,20 @@
 """The one exception tree of modelserve. No HTTP in here: `http/errors.py` maps classes to statuses.
 
-    ModelserveError
-    ├── ConfigError                  settings or a service definition are invalid
-    │   └── ServiceDefinitionError   a Service subclass is malformed (no name, no types, bad batching)
-    ├── ServiceLoadError             a target (file.py / module:attr) cannot be imported
-    ├── ServiceNotFoundError         no served model has the requested name
-    ├── ServiceUnavailableError      the model exists but is loading, failed or stopping
-    ├── InvalidInputError            a request body does not match the model's input schema
-    │   ├── MalformedBodyError       the body is not well-formed JSON
-    │   ├── PayloadTooLargeError     the body is over the configured byte limit
-    │   └── UnsupportedMediaError    the body is not JSON
-    ├── OverloadedError              the model's queue is full (carries retry_after_s)
-    ├── DeadlineExceededError        a request waited or ran past its deadline
-    └── PredictionError              the model raised while predicting a batch
-        ├── OutputMismatchError      predict returned the wrong number or type of outputs
-        └── ItemRejectedError        the model rejected one item of a batch (see ItemError)
+ModelserveError
+├── ConfigError                  settings or a service definition are invalid
+│   └── ServiceDefinitionError   a Service subclass is malformed (no name, no types, bad batching)
+├── ServiceLoadError             a target (file.py / module:attr) cannot be imported
+├── ServiceNotFoundError         no served model has the requested name
+├── ServiceUnavailableError      the model exists but is loading, failed or stopping
+├── InvalidInputError            a request body does not match the model's input schema
+│   ├── MalformedBodyError       the body is not well-formed JSON
+│   ├── PayloadTooLargeError     the body is over the configured byte limit
+│   └── UnsupportedMediaError    the body is not JSON
+├── OverloadedError              the model's queue is full (carries retry_after_s)
+├── DeadlineExceededError        a request waited or ran past its deadline
+└── PredictionError              the model raised while predicting a batch
+    ├── OutputMismatchError      predict returned the wrong number or type of outputs
+    └── ItemRejectedError        the model rejected one item of a batch (see ItemError)
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ class ServiceNotFoundError(ModelserveError):
 class ServiceUnavailableError(ModelserveError):
     """Raised when a model exists but is not ready (loading, failed, stopping)."""
 
-    def __init__(self, message: str, *, details: Any = None, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: Any = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message, details=details)
         self.retry_after_s = retry_after_s
 
@@ -60,7 +62,7 @@ class InvalidInputError(ModelserveError):
 
 
 class MalformedBodyError(InvalidInputError):
-    """Raised when a request body is not well-formed JSON (syntax, encoding, nesting, duplicates)."""
+    """Raised when a request body is not well-formed JSON (syntax, encoding, nesting, dupes)."""
 
 
 class PayloadTooLargeError(InvalidInputError):

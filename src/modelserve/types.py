@@ -17,12 +17,14 @@ Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSONValue: TypeAlias = None | bool | int | float | str | Sequence["JSONValue"] | Mapping[str, "JSONValue"]
+JSONValue: TypeAlias = (
+    bool | int | float | str | Sequence["JSONValue"] | Mapping[str, "JSONValue"] | None
+)
 
 Isolation: TypeAlias = Literal["thread", "process"]
 
 
-class ServiceStatus(str, enum.Enum):
+class ServiceStatus(enum.StrEnum):
     """Lifecycle of one served model.
 
     Allowed transitions: LOADING -> READY | FAILED; READY -> STOPPED; FAILED -> STOPPED.

@@ -23,7 +23,9 @@ class Pending:
     taken_at: float | None = field(default=None)
 
 
-def close_at(*, queued: int, max_batch: int, first_arrival: float, max_wait_s: float) -> float | None:
+def close_at(
+    *, queued: int, max_batch: int, first_arrival: float, max_wait_s: float
+) -> float | None:
     """When the batch now forming must close, or None to close it at once.
 
     A batch closes as soon as it is full, or `max_wait_s` after its first item arrived: the wait

@@ -65,6 +65,7 @@ class BatchEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._collator: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
         self._running = 0
         self._accepting = False
         # Seconds of model time per item, smoothed; drives the Retry-After estimate.
@@ -78,15 +79,18 @@ class BatchEngine:
             return
         self._loop = asyncio.get_running_loop()
         self._accepting = True
-        self._collator = self._loop.create_task(self._collate(), name=f"modelserve-collate-{self.name}")
+        self._collator = self._loop.create_task(
+            self._collate(), name=f"modelserve-collate-{self.name}"
+        )
 
     async def drain(self, timeout_s: float) -> bool:
         """Stop accepting, wait up to `timeout_s` for queued and running work; True if drained."""
         self._accepting = False
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_s
-        while (self._queue or self._running) and loop.time() < end:
-            await asyncio.sleep(0.01)
+        if self._queue or self._running:
+            waiter = self._drained = asyncio.get_running_loop().create_future()
+            self._notify()  # let the collator drop callers that already gave up
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout_s)
         drained = not self._queue and not self._running
         await self.close()
         return drained
@@ -124,7 +128,7 @@ class BatchEngine:
     # -- submit ----------------------------------------------------------------------------
 
     async def submit(self, item: Any) -> Any:
-        """Queue one item and return its output; raises a ModelserveError on shed/timeout/failure."""
+        """Queue one item and return its output; raises ModelserveError on shed, timeout, error."""
         loop = self._admit(1)
         now = loop.time()
         future: asyncio.Future[Any] = loop.create_future()
@@ -225,6 +229,8 @@ class BatchEngine:
         max_batch = self.config.max_batch_size
         while True:
             drop_dead_head(queue)
+            if not queue and not self._running and self._drained is not None:
+                _resolve(self._drained)
             if not queue or not self._idle:
                 await self._wait()
                 continue

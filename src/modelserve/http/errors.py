@@ -71,7 +71,7 @@ HTTP_CODES: dict[int, str] = {
 def status_and_code(exc: BaseException) -> tuple[int, str]:
     """Status and code for any exception (unknown ones are 500 internal_error)."""
     for klass in type(exc).__mro__:
-        entry = ERROR_TABLE.get(klass)  # type: ignore[call-overload]
+        entry = ERROR_TABLE.get(klass)
         if entry is not None:
             if isinstance(exc, ItemRejectedError):
                 return entry[0], exc.code
@@ -86,7 +86,9 @@ def error_body(code: str, message: str, details: Any, request_id: str | None) ->
     )
 
 
-def render_error(exc: BaseException, request_id: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def render_error(
+    exc: BaseException, request_id: str | None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, extra headers and body for an exception; 5xx never reveal internals."""
     status, code = status_and_code(exc)
     headers: list[tuple[bytes, bytes]] = []

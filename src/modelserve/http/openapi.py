@@ -34,13 +34,19 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
     for deployed in runtime:
         spec = deployed.spec
         route = endpoint.route(spec.name)
-        batch_response: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        batch_response: type[BaseModel] = create_model(
             f"{spec.output_type.__name__}BatchResponse",
             outputs=(list[spec.output_type | None], ...),  # type: ignore[name-defined]
             errors=(list[ItemErrorInfo], ...),
         )
         for is_batch, path, request_model, response_model, summary in (
-            (False, f"/v1/models/{spec.name}/predict", spec.wire_input_type, spec.output_type, "Predict one input"),
+            (
+                False,
+                f"/v1/models/{spec.name}/predict",
+                spec.wire_input_type,
+                spec.output_type,
+                "Predict one input",
+            ),
             (
                 True,
                 f"/v1/models/{spec.name}/predict/batch",
@@ -63,7 +69,9 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
     return router
 
 
-def _make_handler(endpoint: PredictEndpoint, name: str, is_batch: bool, request_model: type[BaseModel]) -> Any:
+def _make_handler(
+    endpoint: PredictEndpoint, name: str, is_batch: bool, request_model: type[BaseModel]
+) -> Any:
     async def handler(request: Request, payload: Any) -> Response:
         status, headers, body = await endpoint.respond(
             name, is_batch, await request.body(), list(request.scope["headers"])
@@ -76,9 +84,14 @@ def _make_handler(endpoint: PredictEndpoint, name: str, is_batch: bool, request_
     # FastAPI reads the body parameter's type from the signature to document it.
     handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
-            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
             inspect.Parameter(
-                "payload", inspect.Parameter.KEYWORD_ONLY, annotation=request_model, default=Body(...)
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            inspect.Parameter(
+                "payload",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=request_model,
+                default=Body(...),
             ),
         ],
         return_annotation=Response,

@@ -48,7 +48,7 @@ class ServiceRoute:
         self.name = spec.name
         self.max_inputs = min(max_batch_inputs, spec.batching.max_queue)
         self._validate_one = spec.wire_input_type.model_validate_json
-        batch_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        batch_model: type[BaseModel] = create_model(
             f"{spec.input_type.__name__}BatchRequest",
             __config__=STRICT_CONFIG,
             inputs=(list[spec.wire_input_type], Field(min_length=1, max_length=self.max_inputs)),  # type: ignore[name-defined]
@@ -99,7 +99,12 @@ class ServiceRoute:
             if isinstance(result, ItemRejectedError):
                 parts.append(b"null")
                 errors.append(
-                    {"index": index, "code": result.code, "message": result.message, "details": result.details}
+                    {
+                        "index": index,
+                        "code": result.code,
+                        "message": result.message,
+                        "details": result.details,
+                    }
                 )
             else:
                 parts.append(dump(result))
@@ -111,7 +116,9 @@ def _input_error(exc: ValidationError) -> InvalidInputError:
     cleaned = [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in details]
     if any(d["type"] == "json_invalid" for d in cleaned):
         return MalformedBodyError("request body is not valid JSON", details=cleaned)
-    return InvalidInputError("request body does not match the model's input schema", details=cleaned)
+    return InvalidInputError(
+        "request body does not match the model's input schema", details=cleaned
+    )
 
 
 def _check_text(body: bytes) -> None:
@@ -123,7 +130,13 @@ def _check_text(body: bytes) -> None:
     if duplicate is not None:
         raise MalformedBodyError(
             "request body repeats a key in one object",
-            details=[{"loc": [], "msg": f"duplicate key {duplicate[:64]!r}", "type": "json_duplicate_key"}],
+            details=[
+                {
+                    "loc": [],
+                    "msg": f"duplicate key {duplicate[:64]!r}",
+                    "type": "json_duplicate_key",
+                }
+            ],
         )
 
 
@@ -142,7 +155,9 @@ def _check_media_type(headers: Headers) -> None:
 class PredictEndpoint:
     """Handles the predict routes for every service of a ModelRuntime."""
 
-    def __init__(self, runtime: ModelRuntime, *, max_body_bytes: int, max_batch_inputs: int) -> None:
+    def __init__(
+        self, runtime: ModelRuntime, *, max_body_bytes: int, max_batch_inputs: int
+    ) -> None:
         self._runtime = runtime
         self._max_body_bytes = max_body_bytes
         self._routes = {
@@ -172,14 +187,18 @@ class PredictEndpoint:
             return name, True
         return None
 
-    async def respond(self, name: str, is_batch: bool, body: bytes, headers: Headers) -> tuple[int, Headers, bytes]:
+    async def respond(
+        self, name: str, is_batch: bool, body: bytes, headers: Headers
+    ) -> tuple[int, Headers, bytes]:
         """Status, headers and body for a predict call whose body is already read."""
         route = self.route(name)
         _check_media_type(headers)
         payload = await (route.predict_batch(body) if is_batch else route.predict(body))
         return 200, [route.version_header], payload
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, name: str, is_batch: bool) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, name: str, is_batch: bool
+    ) -> None:
         headers: Headers = scope["headers"]
         request_id = request_id_from(headers)
         scope["modelserve.request_id"] = request_id

@@ -58,7 +58,9 @@ class DeployedService:
         if self.status is ServiceStatus.READY and engine is not None:
             return engine
         if self.status is ServiceStatus.LOADING:
-            raise ServiceUnavailableError(f"model {self.spec.name!r} is still loading", retry_after_s=5)
+            raise ServiceUnavailableError(
+                f"model {self.spec.name!r} is still loading", retry_after_s=5
+            )
         if self.status is ServiceStatus.FAILED:
             raise ServiceUnavailableError(
                 f"model {self.spec.name!r} failed to load", details={"reason": self.reason}

@@ -41,7 +41,9 @@ class ThreadReplica:
 
     def start(self) -> concurrent.futures.Future[None]:
         """Start the thread; the returned future completes when `setup` has finished."""
-        self._thread = threading.Thread(target=self._main, name=f"modelserve-{self._label}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._main, name=f"modelserve-{self._label}", daemon=True
+        )
         self._thread.start()
         return self._ready
 

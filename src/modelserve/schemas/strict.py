@@ -37,8 +37,8 @@ def strict_model(model: type[BaseModel]) -> type[BaseModel]:
         if annotation is not info.annotation:
             new_info = FieldInfo.merge_field_infos(info, annotation=annotation)
             fields[name] = (annotation, new_info)
-    config = ConfigDict(**{**model.model_config, **STRICT_CONFIG})  # type: ignore[typeddict-item]
-    derived: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    config = ConfigDict(**{**model.model_config, **STRICT_CONFIG})
+    derived: type[BaseModel] = create_model(
         model.__name__,
         __base__=model,
         __module__=model.__module__,

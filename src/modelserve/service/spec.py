@@ -89,7 +89,8 @@ class ServiceSpec:
             cls=service_cls,
             name=name,
             version=version,
-            description=service_cls.description or inspect.cleandoc(service_cls.__dict__.get("__doc__") or ""),
+            description=service_cls.description
+            or inspect.cleandoc(service_cls.__dict__.get("__doc__") or ""),
             input_type=input_type,
             output_type=output_type,
             wire_input_type=strict_model(input_type),

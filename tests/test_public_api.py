@@ -1,0 +1,46 @@
+"""The public API is exactly what `modelserve.__all__` lists, and each name is documented."""
+
+import modelserve
+
+EXPECTED = {
+    "BatchingConfig",
+    "ConfigError",
+    "DeadlineExceededError",
+    "HttpConfig",
+    "InvalidInputError",
+    "ItemError",
+    "ItemRejectedError",
+    "ModelserveError",
+    "OutputMismatchError",
+    "OverloadedError",
+    "PredictionError",
+    "ServerConfig",
+    "Service",
+    "ServiceDefinitionError",
+    "ServiceLoadError",
+    "ServiceNotFoundError",
+    "ServiceSpec",
+    "ServiceUnavailableError",
+    "Settings",
+    "__version__",
+    "batching",
+    "create_app",
+    "load_target",
+}
+
+
+def test_public_api_is_curated() -> None:
+    assert set(modelserve.__all__) == EXPECTED
+
+
+def test_public_names_exist_and_are_documented() -> None:
+    for name in modelserve.__all__:
+        member = getattr(modelserve, name)
+        if name != "__version__":
+            assert member.__doc__, f"{name} has no docstring"
+
+
+def test_version_matches_package_metadata() -> None:
+    from importlib.metadata import version
+
+    assert modelserve.__version__ == version("modelserve")
