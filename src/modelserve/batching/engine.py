@@ -66,6 +66,8 @@ class BatchEngine:
         self._collator: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
+        self._deadlines: deque[Pending] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._running = 0
         self._accepting = False
         # Seconds of model time per item, smoothed; drives the Retry-After estimate.
@@ -103,6 +105,9 @@ class BatchEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._collator
             self._collator = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         while self._queue:
             pending = self._queue.popleft()
             if not pending.future.done():
@@ -131,15 +136,11 @@ class BatchEngine:
         """Queue one item and return its output; raises ModelserveError on shed, timeout, error."""
         loop = self._admit(1)
         now = loop.time()
-        future: asyncio.Future[Any] = loop.create_future()
-        pending = Pending(item, future, now, now + self.config.timeout_s)
+        pending = Pending(item, loop.create_future(), now, now + self.config.timeout_s)
         self._queue.append(pending)
+        self._track(pending)
         self._notify()
-        timer = loop.call_at(pending.deadline, self._expire, pending)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await pending.future
 
     async def submit_many(self, items: Sequence[Any]) -> list[Any]:
         """Queue several items that share one deadline; return outputs or ItemRejectedError each.
@@ -153,12 +154,10 @@ class BatchEngine:
         deadline = now + self.config.timeout_s
         batch = [Pending(item, loop.create_future(), now, deadline) for item in items]
         self._queue.extend(batch)
+        for pending in batch:
+            self._track(pending)
         self._notify()
-        timer = loop.call_at(deadline, self._expire_all, batch)
-        try:
-            results = await asyncio.gather(*(p.future for p in batch), return_exceptions=True)
-        finally:
-            timer.cancel()
+        results = await asyncio.gather(*(p.future for p in batch), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ItemRejectedError):
                 raise result
@@ -199,9 +198,38 @@ class BatchEngine:
             )
         )
 
-    def _expire_all(self, batch: list[Pending]) -> None:
-        for pending in batch:
-            self._expire(pending)
+    # Deadlines: every item of an engine has the same timeout, so arrival order is deadline
+    # order. One timer, armed for the oldest live item, replaces a timer per request; finished
+    # items are pruned from the head as batches complete, so the deque stays as short as the
+    # backlog.
+
+    def _track(self, pending: Pending) -> None:
+        self._deadlines.append(pending)
+        if self._sweeper is None:
+            assert self._loop is not None
+            self._sweeper = self._loop.call_at(pending.deadline, self._sweep)
+
+    def _prune_deadlines(self) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0].future.done():
+            deadlines.popleft()
+
+    def _sweep(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._sweeper = None
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines:
+            head = deadlines[0]
+            if head.future.done():
+                deadlines.popleft()
+            elif head.deadline <= now:
+                deadlines.popleft()
+                self._expire(head)
+            else:
+                self._sweeper = loop.call_at(head.deadline, self._sweep)
+                break
 
     def _notify(self) -> None:
         wakeup = self._wakeup
@@ -314,6 +342,7 @@ class BatchEngine:
                     )
                     continue
             future.set_result(output)
+        self._prune_deadlines()
 
     def _fail_all(self, batch: list[Pending], exc: BaseException) -> None:
         if isinstance(exc, PredictionError):
@@ -331,6 +360,7 @@ class BatchEngine:
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_exception(error)
+        self._prune_deadlines()
 
     @staticmethod
     def _safe(hook: Callable[..., None], *args: Any) -> None:
