@@ -16,6 +16,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BATCH_INPUTS = 1024
+DEFAULT_MAX_HEADERS = 100
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
 DEFAULT_DATA_DIR = Path(".modelserve")
 
@@ -29,6 +30,8 @@ class HttpConfig(BaseModel):
     # Cap on `inputs` in /predict/batch, independent of the model's own batch size:
     # the engine splits a large request into model-sized batches.
     max_batch_inputs: int = Field(DEFAULT_MAX_BATCH_INPUTS, gt=0)
+    # uvicorn's parser has no cap on the number of header fields; we answer 431 past this.
+    max_headers: int = Field(DEFAULT_MAX_HEADERS, gt=0)
     docs_enabled: bool = True
 
 

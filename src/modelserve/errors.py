@@ -69,6 +69,10 @@ class PayloadTooLargeError(InvalidInputError):
     """Raised when a request body is over the configured byte limit."""
 
 
+class TooManyHeadersError(InvalidInputError):
+    """Raised when a request carries more header fields than the configured maximum."""
+
+
 class UnsupportedMediaError(InvalidInputError):
     """Raised when a request body is not sent as JSON."""
 

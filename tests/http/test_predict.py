@@ -208,3 +208,11 @@ def test_wrong_method_on_predict_is_405(client: TestClient) -> None:
     response = client.get("/v1/models/summer/predict")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_too_many_headers_is_431(client: TestClient) -> None:
+    headers = {f"x-h{i}": "v" for i in range(150)}
+    for path in ("/v1/models/summer/predict", "/v1/models"):
+        response = client.post(path, json={"values": [1]}, headers=headers)
+        assert response.status_code == 431
+        assert response.json()["error"]["code"] == "too_many_headers"

@@ -79,12 +79,17 @@ def create_app(
         runtime,
         max_body_bytes=settings.http.max_body_bytes,
         max_batch_inputs=settings.http.max_batch_inputs,
+        max_headers=settings.http.max_headers,
     )
     app.predict_endpoint = endpoint
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.http.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.http.max_body_bytes,
+        max_headers=settings.http.max_headers,
+    )
     return app
 
 

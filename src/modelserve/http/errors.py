@@ -29,6 +29,7 @@ from modelserve.errors import (
     PredictionError,
     ServiceNotFoundError,
     ServiceUnavailableError,
+    TooManyHeadersError,
     UnsupportedMediaError,
 )
 from modelserve.http.context import REQUEST_ID_KEY
@@ -39,6 +40,7 @@ logger = logging.getLogger("modelserve.http")
 ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     MalformedBodyError: (400, "malformed_body"),
     PayloadTooLargeError: (413, "payload_too_large"),
+    TooManyHeadersError: (431, "too_many_headers"),
     UnsupportedMediaError: (415, "unsupported_media_type"),
     InvalidInputError: (422, "invalid_input"),
     ItemRejectedError: (422, "item_rejected"),

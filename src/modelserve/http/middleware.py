@@ -5,7 +5,7 @@ The predict fast path does the same inline (see `http/predict.py`) to skip a mid
 
 from __future__ import annotations
 
-from modelserve.errors import PayloadTooLargeError
+from modelserve.errors import PayloadTooLargeError, TooManyHeadersError
 from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, header, request_id_from
 from modelserve.http.errors import render_error
 from modelserve.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,9 +14,10 @@ from modelserve.types import ASGIApp, Message, Receive, Scope, Send
 class RequestContextMiddleware:
     """Tags every non-predict request with a request id (echoed back) and caps body size."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_headers: int = 100) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_headers = max_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,11 +45,14 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        refusal: Exception | None = None
         declared = header(scope["headers"], b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            status, extra, body = render_error(
-                PayloadTooLargeError(f"request body is over the {limit}-byte limit"), request_id
-            )
+        if len(scope["headers"]) > self.max_headers:
+            refusal = TooManyHeadersError(f"request has more than {self.max_headers} headers")
+        elif declared is not None and declared.isdigit() and int(declared) > limit:
+            refusal = PayloadTooLargeError(f"request body is over the {limit}-byte limit")
+        if refusal is not None:
+            status, extra, body = render_error(refusal, request_id)
             await send_with_id(
                 {
                     "type": "http.response.start",

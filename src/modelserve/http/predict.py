@@ -19,9 +19,16 @@ from modelserve.errors import (
     MalformedBodyError,
     ModelserveError,
     ServiceNotFoundError,
+    TooManyHeadersError,
     UnsupportedMediaError,
 )
-from modelserve.http.context import REQUEST_ID_HEADER, header, read_body, request_id_from
+from modelserve.http.context import (
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    header,
+    read_body,
+    request_id_from,
+)
 from modelserve.http.errors import render_error
 from modelserve.runtime.manager import DeployedService, ModelRuntime
 from modelserve.schemas.strict import (
@@ -63,7 +70,7 @@ class ServiceRoute:
         try:
             item = self._validate_one(body)
         except ValidationError as exc:
-            raise _input_error(exc) from None
+            raise _input_error(exc, body) from None
         _check_text(body)
         return item
 
@@ -72,7 +79,7 @@ class ServiceRoute:
         try:
             request = self._validate_batch(body)
         except ValidationError as exc:
-            raise _input_error(exc) from None
+            raise _input_error(exc, body) from None
         _check_text(body)
         inputs: list[Any] = request.inputs  # type: ignore[attr-defined]
         return inputs
@@ -111,10 +118,16 @@ class ServiceRoute:
         return b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
 
 
-def _input_error(exc: ValidationError) -> InvalidInputError:
+def _input_error(exc: ValidationError, body: bytes) -> InvalidInputError:
     details = exc.errors(include_url=False, include_input=False, include_context=False)
     cleaned = [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in details]
     if any(d["type"] == "json_invalid" for d in cleaned):
+        # The fast parser refuses lone surrogate escapes as syntax errors, but `"\ud800"` is
+        # well-formed JSON holding a forbidden string: 422 naming the field, like NUL (V10).
+        if may_hold_bad_strings(body):
+            bad = find_bad_strings(body)
+            if bad:
+                return InvalidInputError("request body holds forbidden characters", details=bad)
         return MalformedBodyError("request body is not valid JSON", details=cleaned)
     return InvalidInputError(
         "request body does not match the model's input schema", details=cleaned
@@ -156,10 +169,16 @@ class PredictEndpoint:
     """Handles the predict routes for every service of a ModelRuntime."""
 
     def __init__(
-        self, runtime: ModelRuntime, *, max_body_bytes: int, max_batch_inputs: int
+        self,
+        runtime: ModelRuntime,
+        *,
+        max_body_bytes: int,
+        max_batch_inputs: int,
+        max_headers: int = 100,
     ) -> None:
         self._runtime = runtime
         self._max_body_bytes = max_body_bytes
+        self._max_headers = max_headers
         self._routes = {
             deployed.spec.name: ServiceRoute(deployed, max_batch_inputs=max_batch_inputs)
             for deployed in runtime
@@ -201,9 +220,11 @@ class PredictEndpoint:
     ) -> None:
         headers: Headers = scope["headers"]
         request_id = request_id_from(headers)
-        scope["modelserve.request_id"] = request_id
+        scope[REQUEST_ID_KEY] = request_id
         extra: Headers
         try:
+            if len(headers) > self._max_headers:
+                raise TooManyHeadersError(f"request has more than {self._max_headers} headers")
             route = self.route(name)
             _check_media_type(headers)
             body = await read_body(receive, headers, self._max_body_bytes)
@@ -211,7 +232,7 @@ class PredictEndpoint:
             status, extra = 200, [route.version_header]
         except ModelserveError as exc:
             status, extra, payload = render_error(exc, request_id)
-            if status == 413:
+            if status in (413, 431):
                 extra.append((b"connection", b"close"))
         except Exception as exc:  # a bug of ours: generic 500, details only in the log
             status, extra, payload = render_error(exc, request_id)

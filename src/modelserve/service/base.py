@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -62,7 +63,7 @@ class Service(Generic[In, Out]):
     def setup(self, device: str) -> None:
         """Load weights and warm up. Runs once per replica, off the event loop."""
 
-    def predict(self, batch: list[In]) -> list[Out | ItemError]:
+    def predict(self, batch: list[In]) -> Sequence[Out | ItemError]:
         """Return one output (or ItemError) per input, in the same order."""
         raise NotImplementedError(f"{type(self).__name__}.predict is not implemented")
 

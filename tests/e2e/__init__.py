@@ -1,0 +1,1 @@
+"""End-to-end tests: a real `modelserve serve` process, real sockets, real signals."""
