@@ -207,12 +207,14 @@ def test_v7_nan_and_infinity_outputs_become_null_in_valid_json(client: httpx.Cli
     response = client.post("/v1/models/nan/predict", json={"factor": 2.0})
     assert response.status_code == 200, response.text
     assert _strict_json(response.content) == {"values": [2.0, None, None, None, None]}
+    assert response.headers["x-non-finite-output"] == "true"
     batch = client.post(
         "/v1/models/nan/predict/batch", json={"inputs": [{"factor": 1.0}, {"factor": -1.0}]}
     )
     assert batch.status_code == 200, batch.text
     outputs = _strict_json(batch.content)["outputs"]
     assert [o["values"] for o in outputs] == [[1.0, None, None, None, None], [-1.0] + [None] * 4]
+    assert batch.headers["x-non-finite-output"] == "true"
     assert_serving(client)
 
 

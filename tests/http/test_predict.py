@@ -202,6 +202,9 @@ def test_non_finite_outputs_are_valid_json_null(client: TestClient) -> None:
     response = client.post("/v1/models/nonfinite/predict", json={"text": "nan"})
     assert response.status_code == 200
     assert response.json() == {"total": None, "count": 0}
+    assert response.headers["x-non-finite-output"] == "true"
+    ok = client.post("/v1/models/summer/predict", json={"values": [1]})
+    assert "x-non-finite-output" not in ok.headers
 
 
 def test_wrong_method_on_predict_is_405(client: TestClient) -> None:

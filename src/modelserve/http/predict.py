@@ -8,6 +8,7 @@ engine and pydantic-core serialization. FastAPI still documents them (see `http/
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -42,6 +43,7 @@ from modelserve.types import Receive, Scope, Send
 PREFIX = "/v1/models/"
 JSON_HEADER = (b"content-type", b"application/json")
 VERSION_HEADER = b"x-model-version"
+NON_FINITE_HEADER = (b"x-non-finite-output", b"true")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -84,14 +86,22 @@ class ServiceRoute:
         inputs: list[Any] = request.inputs  # type: ignore[attr-defined]
         return inputs
 
-    async def predict(self, body: bytes) -> bytes:
-        """One input in, one serialized output back."""
+    async def predict(self, body: bytes) -> tuple[bytes, Headers]:
+        """One input in, one serialized output and its headers back."""
         engine = self.deployed.require_ready()
         item = self.parse_one(body)
         output = await engine.submit(item)
-        return self._dump(output)
+        payload: bytes = self._dump(output)
+        return payload, self._headers(payload, [output])
 
-    async def predict_batch(self, body: bytes) -> bytes:
+    def _headers(self, payload: bytes, outputs: list[Any]) -> Headers:
+        # JSON has no NaN or infinities: they go out as null, and a header says a null stands
+        # for one (V7). Only payloads that hold a null pay for the check.
+        if b"null" in payload and _non_finite(outputs):
+            return [self.version_header, NON_FINITE_HEADER]
+        return [self.version_header]
+
+    async def predict_batch(self, body: bytes) -> tuple[bytes, Headers]:
         """`{"inputs": [...]}` in, `{"outputs": [...], "errors": [...]}` back.
 
         Items the model rejected come back as `null` with an entry in `errors`.
@@ -115,7 +125,23 @@ class ServiceRoute:
                 )
             else:
                 parts.append(dump(result))
-        return b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
+        payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
+        return payload, self._headers(payload, results)
+
+
+def _non_finite(outputs: list[Any]) -> bool:
+    """True if any output holds NaN or an infinity (sent as JSON null)."""
+    return any(_has_non_finite(o.model_dump()) for o in outputs if isinstance(o, BaseModel))
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _input_error(exc: ValidationError, body: bytes) -> InvalidInputError:
@@ -212,8 +238,8 @@ class PredictEndpoint:
         """Status, headers and body for a predict call whose body is already read."""
         route = self.route(name)
         _check_media_type(headers)
-        payload = await (route.predict_batch(body) if is_batch else route.predict(body))
-        return 200, [route.version_header], payload
+        payload, extra = await (route.predict_batch(body) if is_batch else route.predict(body))
+        return 200, extra, payload
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, name: str, is_batch: bool
@@ -228,8 +254,8 @@ class PredictEndpoint:
             route = self.route(name)
             _check_media_type(headers)
             body = await read_body(receive, headers, self._max_body_bytes)
-            payload = await (route.predict_batch(body) if is_batch else route.predict(body))
-            status, extra = 200, [route.version_header]
+            payload, extra = await (route.predict_batch(body) if is_batch else route.predict(body))
+            status = 200
         except ModelserveError as exc:
             status, extra, payload = render_error(exc, request_id)
             if status in (413, 431):
