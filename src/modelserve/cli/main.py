@@ -1,0 +1,49 @@
+"""The `modelserve` command: `serve` runs a server; `predict` and `models` talk to one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelserve import __version__
+from modelserve.cli.client import models, predict
+from modelserve.cli.serve import serve
+
+app = typer.Typer(
+    name="modelserve",
+    help="Serve any Python model as a fast, validated, documented HTTP API.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A traceback's locals could hold an API key; never print them.
+    pretty_exceptions_show_locals=False,
+)
+app.command()(serve)
+app.command()(predict)
+app.command()(models)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelserve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Serve any Python model as a fast, validated, documented HTTP API."""
+
+
+def main() -> None:
+    """Console-script entry point (`modelserve = modelserve.cli.main:main`)."""
+    app()

@@ -1,0 +1,217 @@
+"""`modelserve serve`: load the targets, build the settings once, and run uvicorn.
+
+One process (the default) builds the app here. `--workers N` runs N server processes on one
+port under uvicorn's supervisor, which restarts a worker that dies; `--reload` restarts the
+server when a target's folder changes. Both start fresh processes that build their app through
+`modelserve.cli.factory:build_app`.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import inspect
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+import uvicorn.config
+
+from modelserve.cli.factory import ServePlan, absolute_targets, load_specs, publish
+from modelserve.config import Settings
+from modelserve.errors import ModelserveError
+from modelserve.http.app import create_app
+from modelserve.service.spec import ServiceSpec
+
+FACTORY = "modelserve.cli.factory:build_app"
+# Exit status for a command line that cannot work as given (click uses 2 for usage errors too).
+EXIT_USAGE = 2
+
+
+class LogLevel(enum.StrEnum):
+    """Levels accepted by `--log-level`."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+TargetsArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="TARGET",
+        help="Services to serve: path/file.py, path/file.py:Class, pkg.module or pkg.module:Class.",
+        show_default=False,
+    ),
+]
+HostOpt = Annotated[
+    str | None,
+    typer.Option(help="Interface to bind. (default 127.0.0.1; env MODELSERVE_SERVER__HOST)"),
+]
+PortOpt = Annotated[
+    int | None, typer.Option(help="Port to bind. (default 8000; env MODELSERVE_SERVER__PORT)")
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Server processes sharing the port, each with its own model replicas."
+        " (default 1; env MODELSERVE_SERVER__WORKERS)"
+    ),
+]
+ReloadOpt = Annotated[
+    bool, typer.Option("--reload", help="Restart when a file in a target's folder changes (dev).")
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Device passed to setup() of services that do not pin one."
+        " (default cpu; env MODELSERVE_DEVICE)"
+    ),
+]
+GracefulOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--graceful-timeout",
+        help="Seconds in-flight requests may take to finish after SIGTERM/SIGINT."
+        " (default 30; env MODELSERVE_SERVER__GRACEFUL_TIMEOUT_S)",
+    ),
+]
+LogLevelOpt = Annotated[
+    LogLevel | None,
+    typer.Option(
+        case_sensitive=False, help="Log level. (default info; env MODELSERVE_SERVER__LOG_LEVEL)"
+    ),
+]
+MaxBodyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-body-bytes",
+        help="Largest request body accepted; larger ones get 413."
+        " (default 4194304; env MODELSERVE_HTTP__MAX_BODY_BYTES)",
+    ),
+]
+
+
+def serve(
+    targets: TargetsArg,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    workers: WorkersOpt = None,
+    reload: ReloadOpt = False,
+    device: DeviceOpt = None,
+    graceful_timeout: GracefulOpt = None,
+    log_level: LogLevelOpt = None,
+    max_body_bytes: MaxBodyOpt = None,
+) -> None:
+    """Serve the Service classes found in TARGET(s) over HTTP until SIGTERM or Ctrl+C."""
+    server = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "graceful_timeout_s": graceful_timeout,
+        "log_level": log_level.value if log_level is not None else None,
+    }
+    overrides: dict[str, Any] = {"server": {k: v for k, v in server.items() if v is not None}}
+    if max_body_bytes is not None:
+        overrides["http"] = {"max_body_bytes": max_body_bytes}
+    if device is not None:
+        overrides["device"] = device
+    plan = ServePlan(targets=absolute_targets(targets), overrides=overrides)
+
+    try:
+        settings = plan.settings()
+    except ModelserveError as exc:
+        fail(exc.message)
+    if reload and settings.server.workers > 1:
+        fail("--reload runs one server process; drop --workers or --reload")
+    try:
+        # Loaded here even when worker processes load them again: a broken target must stop
+        # the command with one clear line, not crash N workers one after another.
+        specs = load_specs(targets)
+    except ModelserveError as exc:
+        fail(exc.message)
+    except Exception as exc:  # user code failing in a way the loader does not wrap
+        fail(f"cannot load {' '.join(targets)}: {exc!r}")
+
+    _exit_cleanly_on_sigterm()
+    if reload:
+        publish(plan)
+        _run(FACTORY, settings, reload=True, reload_dirs=watch_dirs(specs))
+    elif settings.server.workers > 1:
+        publish(plan)
+        _run(FACTORY, settings, workers=settings.server.workers)
+    else:
+        try:
+            app = create_app(settings, services=specs)
+        except ModelserveError as exc:
+            fail(exc.message)
+        _run(app, settings)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one line on stderr and exit with status 2 (the command cannot work as given)."""
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    typer.secho(f"modelserve: error: {one_line}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def watch_dirs(specs: list[ServiceSpec]) -> list[str]:
+    """Folders holding the services' source files, for `--reload`."""
+    dirs: list[str] = []
+    for spec in specs:
+        try:
+            folder = str(Path(inspect.getfile(spec.cls)).resolve().parent)
+        except (TypeError, OSError):  # a class without a source file: nothing to watch
+            continue
+        if folder not in dirs:
+            dirs.append(folder)
+    return dirs or [str(Path.cwd())]
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus the `modelserve` loggers on the same handler."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["modelserve"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def _run(app: Any, settings: Settings, **mode: Any) -> None:
+    server = settings.server
+    uvicorn.run(
+        app,
+        factory=isinstance(app, str),
+        host=server.host,
+        port=server.port,
+        http="httptools",
+        loop="uvloop",
+        lifespan="on",
+        server_header=False,
+        # Off until structured access logs land (a later issue): uvicorn's own access log
+        # would print client addresses and full paths outside our redaction step.
+        access_log=False,
+        log_level=server.log_level,
+        log_config=log_config(server.log_level),
+        # uvicorn annotates this as int but only hands it to asyncio.wait_for: a float works
+        # and keeps sub-second timeouts exact.
+        timeout_graceful_shutdown=server.graceful_timeout_s,  # type: ignore[arg-type]
+        **mode,
+    )
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    # uvicorn drains on SIGTERM, then restores the previous handler and raises the signal
+    # again. With the default handler the process would then die "killed by SIGTERM" (143)
+    # after a clean shutdown; supervisors and tests expect status 0. Before uvicorn takes over,
+    # the same handler simply ends the command.
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
