@@ -1,0 +1,1 @@
+"""Tests of the example models in examples/, through the HTTP API."""
