@@ -31,11 +31,22 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests examples bench
 	$(BIN)/ruff check --fix src tests examples bench
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run
+# The full side-by-side benchmark (bench/README.md). Peers install into bench/.peers on demand;
+# wrk comes from Debian when missing, else the pure-Python driver runs. BENCH_ARGS passes flags.
+BENCH_STAMP := $(VENV)/.bench-installed
 
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[examples,dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+		|| echo "wrk could not be installed: the pure-Python load driver will run"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Seconds long, for CI: never installs anything beyond the project venv; wrk when present.
 bench-smoke: $(STAMP)
-	$(BIN)/python -m bench.run --smoke
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -107,7 +107,8 @@ def test_full_queue_sheds_immediately_with_retry_after() -> None:
 
     async def scenario(engine: BatchEngine, observer: CountingObserver) -> Any:
         loop = asyncio.get_running_loop()
-        accepted = [asyncio.ensure_future(engine.submit(i)) for i in range(3)]
+        # One goes straight to the replica, three wait: the queue is full.
+        accepted = [asyncio.ensure_future(engine.submit(i)) for i in range(4)]
         await asyncio.sleep(0)
         t0 = loop.time()
         with pytest.raises(OverloadedError) as info:
@@ -118,7 +119,7 @@ def test_full_queue_sheds_immediately_with_retry_after() -> None:
         return await asyncio.gather(*accepted)
 
     results = run(scenario, ex, max_batch_size=1, max_queue=3, timeout_s=10)
-    assert results == [0, 2, 4]
+    assert results == [0, 2, 4, 6]
 
 
 def test_deadline_while_queued_is_504_and_counted() -> None:
@@ -153,7 +154,7 @@ def test_wrong_output_count_fails_the_batch_naming_the_service() -> None:
     async def scenario(engine: BatchEngine, _: CountingObserver) -> Any:
         return await asyncio.gather(*(engine.submit(i) for i in range(2)), return_exceptions=True)
 
-    results = run(scenario, ex, max_batch_size=2)
+    results = run(scenario, ex, max_batch_size=2, max_wait_ms=1)
     assert all(isinstance(r, OutputMismatchError) for r in results)
     assert "'m'" in str(results[0]) and "1 outputs for 2 inputs" in str(results[0])
 
@@ -204,6 +205,24 @@ def test_submit_many_over_capacity_is_refused_whole() -> None:
             await engine.submit_many(list(range(5)))
 
     run(scenario, max_queue=4)
+
+
+def test_lone_item_skips_the_collator_when_nothing_to_wait_for() -> None:
+    ex = FakeExecutor(cost_s=0.01)
+
+    async def scenario(engine: BatchEngine, _: CountingObserver) -> Any:
+        t0 = asyncio.get_running_loop().time()
+        first = asyncio.ensure_future(engine.submit(1))
+        await asyncio.sleep(0)
+        # Dispatched during submit itself, before the collator task ran.
+        assert ex.batches == [[1]]
+        rest = await asyncio.gather(engine.submit(2), engine.submit(3))
+        return t0, await first, rest
+
+    t0, first, rest = run(scenario, ex, max_batch_size=8, max_wait_ms=0)
+    assert (first, rest) == (2, [4, 6])
+    assert ex.started_at[0] == pytest.approx(t0)
+    assert ex.batches[1:] == [[2, 3]]  # arrivals during a busy replica still batch together
 
 
 def test_output_check_converts_and_rejects_per_item() -> None:

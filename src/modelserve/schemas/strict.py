@@ -141,14 +141,21 @@ class _DuplicateKeyError(ValueError):
 # standard library, which is cheap for request-sized JSON and not for multi-megabyte tensors,
 # where the fast parser's last-key-wins rule applies instead (documented in docs/api.md).
 DUPLICATE_SCAN_MAX_BYTES = 64 * 1024
+_KEY_TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:')
 
 
 def find_duplicate_key(body: bytes) -> str | None:
     """The first key that appears twice in one JSON object of the body, if any.
 
-    Only bodies with two or more ':' can hold two keys, so most small bodies cost one count.
+    Cheap screens first: a body with fewer than two ':' cannot hold two keys, and one whose
+    key-like tokens are all different cannot repeat a key in an object. The token pattern
+    matches every real key (and may match inside string values, which only sends the body on
+    to the full check), so only bodies that repeat a key name somewhere pay for a second parse.
     """
     if len(body) > DUPLICATE_SCAN_MAX_BYTES or body.count(b":") < 2:
+        return None
+    keys = _KEY_TOKEN.findall(body)
+    if len(keys) == len(set(keys)):
         return None
     try:
         json.loads(body, object_pairs_hook=_refuse_duplicates)

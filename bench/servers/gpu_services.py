@@ -1,0 +1,96 @@
+"""modelserve services of the GPU workloads (W3 images, W2G sentences); see bench/gpu_models.py.
+
+Configured by environment, set by `bench/gpu.py`: BENCH_GPU_TINY=1 swaps in the tiny models,
+BENCH_GPU_MAX_BATCH sets the largest batch (default 128 for W3, 256 for W2G).
+
+W3's body is JSON with the image base64-encoded: modelserve has no raw binary input yet. When it
+does, give ImageService a bytes input and send the raw 150,528 bytes (`bench.gpu --raw-body`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+
+from pydantic import BaseModel, Field
+
+from bench.gpu_models import MiniLMShaped, ResNetPipeline, image_side
+from modelserve import ItemError, Service, batching
+
+TINY = os.environ.get("BENCH_GPU_TINY") == "1"
+SIDE = image_side(TINY)
+
+
+def _max_batch(default: int) -> int:
+    return int(os.environ.get("BENCH_GPU_MAX_BATCH", default))
+
+
+class Image(BaseModel):
+    """W3 input: one HxWx3 uint8 image, base64."""
+
+    image_b64: str = Field(max_length=4 * (SIDE * SIDE * 3) // 3 + 4)
+
+
+class Label(BaseModel):
+    """W3 output: top-1 class id."""
+
+    label: int
+
+
+class ImageService(Service[Image, Label]):
+    """W3: ResNet-50 (random weights, fp16 on CUDA)."""
+
+    name = "resnet"
+    batching = batching(max_batch_size=_max_batch(128), max_wait_ms=2)
+
+    def setup(self, device: str) -> None:
+        self.pipeline = ResNetPipeline(device, tiny=TINY)
+        self.pipeline.predict([bytes(SIDE * SIDE * 3)])
+
+    def predict(self, batch: list[Image]) -> list[Label | ItemError]:
+        raw: list[bytes] = []
+        bad: set[int] = set()
+        for i, item in enumerate(batch):
+            try:
+                data = base64.b64decode(item.image_b64, validate=True)
+            except binascii.Error:
+                data = b""
+            if len(data) != SIDE * SIDE * 3:
+                bad.add(i)
+                data = bytes(SIDE * SIDE * 3)
+            raw.append(data)
+        labels = self.pipeline.predict(raw)
+        return [
+            ItemError(f"image must be {SIDE}x{SIDE}x3 uint8, base64")
+            if i in bad
+            else Label(label=y)
+            for i, y in enumerate(labels)
+        ]
+
+
+class Sentence(BaseModel):
+    """W2G input."""
+
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class Embedding(BaseModel):
+    """W2G output."""
+
+    embedding: list[float]
+
+
+class SentenceService(Service[Sentence, Embedding]):
+    """W2G: MiniLM-shaped BERT (random weights, fp16 on CUDA)."""
+
+    name = "minilm-gpu"
+    batching = batching(max_batch_size=_max_batch(256), max_wait_ms=2)
+
+    def setup(self, device: str) -> None:
+        self.model = MiniLMShaped(device, tiny=TINY)
+        self.model.embed(["warm up"])
+
+    def predict(self, batch: list[Sentence]) -> list[Embedding]:
+        vectors = self.model.embed([s.text for s in batch])
+        return [Embedding(embedding=row) for row in vectors.tolist()]
