@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOST = "127.0.0.1"
@@ -47,6 +47,44 @@ class ServerConfig(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class DatabaseConfig(BaseModel):
+    """Where state lives. No URL: a SQLite file in the data directory (nothing to run)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    echo: bool = False
+    pool_size: int = Field(5, ge=1, le=100)
+    # SQLite is migrated on start (one file, one process family); PostgreSQL must be migrated
+    # explicitly with `modelserve db upgrade`, and the server refuses to start when behind.
+    auto_migrate: bool | None = None
+
+
+class AuthConfig(BaseModel):
+    """Users, tokens, API keys and rate limits. Owned by `modelserve.auth`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    jwt_secret: SecretStr | None = None
+
+
+class ObservabilityConfig(BaseModel):
+    """Metrics, traces, logs, Sentry and the prediction log. Owned by `modelserve.observability`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metrics_enabled: bool = True
+
+
+class RegistryConfig(BaseModel):
+    """The model registry and its artifact store. Owned by `modelserve.registry`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Artifacts live under <data_dir>/artifacts unless set.
+    artifact_dir: Path | None = None
+
+
 class Settings(BaseSettings):
     """All of modelserve's settings. Build once; pass down."""
 
@@ -58,7 +96,22 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     http: HttpConfig = HttpConfig()
     server: ServerConfig = ServerConfig()
+    # MODELSERVE_DATABASE_URL, e.g. postgresql://user@127.0.0.1:5432/modelserve; drivers are
+    # chosen for you (aiosqlite, psycopg 3). A SecretStr because URLs carry passwords.
+    database_url: SecretStr | None = None
+    database: DatabaseConfig = DatabaseConfig()
+    # Shared rate limits, caches and queues across processes; in-memory when unset.
+    redis_url: SecretStr | None = None
+    auth: AuthConfig = AuthConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    registry: RegistryConfig = RegistryConfig()
     # Which device string `setup(device)` receives when a service does not pin one.
     device: str = "cpu"
     # When true, /readyz is 200 once any service is ready; otherwise all must be.
     ready_when_any: bool = False
+
+    def resolved_database_url(self) -> str:
+        """The database URL in plain text (only `db/` should call this)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'modelserve.db').resolve()}"

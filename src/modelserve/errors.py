@@ -39,6 +39,18 @@ class ServiceDefinitionError(ConfigError):
     """Raised when a Service subclass is malformed."""
 
 
+class SchemaOutdatedError(ConfigError):
+    """Raised at start when the database schema is behind (or ahead of) this release."""
+
+
+class DatabaseUnavailableError(ModelserveError):
+    """Raised when the database cannot be reached or does not answer in time."""
+
+    def __init__(self, message: str, *, details: Any = None, retry_after_s: float = 2.0) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
 class ServiceLoadError(ModelserveError):
     """Raised when a serve target cannot be imported or holds no Service."""
 
@@ -75,6 +87,38 @@ class TooManyHeadersError(InvalidInputError):
 
 class UnsupportedMediaError(InvalidInputError):
     """Raised when a request body is not sent as JSON."""
+
+
+class AuthenticationError(ModelserveError):
+    """Raised when credentials are missing, invalid, expired or revoked (never says which)."""
+
+
+class PermissionDeniedError(ModelserveError):
+    """Raised when valid credentials lack the scope or role the operation needs."""
+
+
+class RateLimitedError(ModelserveError):
+    """Raised when a rate limit or quota is exhausted; retry after `retry_after_s`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float = 1.0,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+        self.headers = headers or {}
+
+
+class ResourceNotFoundError(ModelserveError):
+    """Raised when an object does not exist or is not visible to the caller (no existence leak)."""
+
+
+class ConflictError(ModelserveError):
+    """Raised when a write conflicts with the current state (duplicate name, concurrent change)."""
 
 
 class OverloadedError(ModelserveError):

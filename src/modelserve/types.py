@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
 # ASGI, spelled out here so the foundation carries no framework import.
@@ -69,3 +70,76 @@ class Replica(BatchExecutor, Protocol):
     def stop(self, timeout_s: float = 5.0) -> None:
         """Finish the current batch, tear down and release the model."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved once per request by auth, read by everything after it.
+
+    `kind` is "user" (JWT), "api_key" or "anonymous" (auth disabled). `subject` identifies the
+    credential (user id or key id, never the secret); `owner_id` is the user who owns the
+    objects the caller may see; `rate_key` is what rate limits count against.
+    """
+
+    kind: Literal["user", "api_key", "anonymous"]
+    subject: str
+    owner_id: str | None
+    role: Literal["admin", "member", "anonymous"]
+    scopes: frozenset[str]
+    rate_key: str
+
+    def has_scope(self, scope: str) -> bool:
+        """True if a granted scope covers `scope` (`predict:*` covers `predict:iris`)."""
+        if "admin" in self.scopes or scope in self.scopes:
+            return True
+        family, _, _ = scope.partition(":")
+        return f"{family}:*" in self.scopes
+
+
+ANONYMOUS = Principal(
+    kind="anonymous",
+    subject="anonymous",
+    owner_id=None,
+    role="anonymous",
+    scopes=frozenset({"admin"}),
+    rate_key="anonymous",
+)
+"""The principal of every request when auth is disabled: may do everything."""
+
+
+class PredictGuard(Protocol):
+    """Authenticates and rate-limits one predict request before its body is read.
+
+    Raises the auth errors of `errors.py` (401/403/429); returns the Principal otherwise.
+    Implemented by `modelserve.auth`; the fast path calls it for every predict request.
+    """
+
+    async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
+        """Who is calling, or raise why they may not predict with `model`."""
+        ...
+
+
+class RequestObserver(Protocol):
+    """Sees every HTTP request once it is answered (metrics, access logs, prediction log).
+
+    Called on the event loop after the response is sent; must be cheap and must not raise.
+    """
+
+    def on_request(self, record: RequestRecord) -> None:
+        """Record one answered request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answered request, as observers see it."""
+
+    method: str
+    route: str  # the route template, e.g. "/v1/models/{name}/predict", never the raw path
+    status: int
+    duration_s: float
+    request_id: str
+    principal: Principal | None = None
+    model: str | None = None
+    version: str | None = None
+    error_code: str | None = None

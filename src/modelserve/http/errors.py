@@ -17,7 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from modelserve.errors import (
+    AuthenticationError,
     ConfigError,
+    ConflictError,
+    DatabaseUnavailableError,
     DeadlineExceededError,
     InvalidInputError,
     ItemRejectedError,
@@ -26,7 +29,10 @@ from modelserve.errors import (
     OutputMismatchError,
     OverloadedError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     PredictionError,
+    RateLimitedError,
+    ResourceNotFoundError,
     ServiceNotFoundError,
     ServiceUnavailableError,
     TooManyHeadersError,
@@ -45,11 +51,17 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidInputError: (422, "invalid_input"),
     ItemRejectedError: (422, "item_rejected"),
     ServiceNotFoundError: (404, "model_not_found"),
+    AuthenticationError: (401, "unauthenticated"),
+    PermissionDeniedError: (403, "forbidden"),
+    RateLimitedError: (429, "rate_limited"),
+    ResourceNotFoundError: (404, "not_found"),
+    ConflictError: (409, "conflict"),
     ServiceUnavailableError: (503, "model_unavailable"),
     OverloadedError: (503, "overloaded"),
     DeadlineExceededError: (504, "deadline_exceeded"),
     OutputMismatchError: (500, "invalid_model_output"),
     PredictionError: (500, "prediction_failed"),
+    DatabaseUnavailableError: (503, "database_unavailable"),
     ConfigError: (500, "server_misconfigured"),
     ModelserveError: (500, "internal_error"),
 }
@@ -95,9 +107,14 @@ def render_error(
     status, code = status_and_code(exc)
     headers: list[tuple[bytes, bytes]] = []
     retry_after = getattr(exc, "retry_after_s", None)
-    if status == 503:
+    if status in (429, 503):
         seconds = 1 if retry_after is None else max(1, math.ceil(retry_after))
         headers.append((b"retry-after", str(seconds).encode()))
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="modelserve"'))
+    extra_headers = getattr(exc, "headers", None)
+    if isinstance(exc, RateLimitedError) and extra_headers:
+        headers.extend((k.lower().encode(), v.encode()) for k, v in extra_headers.items())
     if status >= 500 and not isinstance(exc, ModelserveError | DeadlineExceededError):
         logger.error("unhandled error (request %s)", request_id, exc_info=exc)
     if isinstance(exc, ModelserveError) and not (status == 500 and code == "internal_error"):

@@ -1,0 +1,5 @@
+"""Every ORM table, imported here so the metadata (and Alembic) sees all of them.
+
+One module per domain: `registry.py` (models, versions, aliases, traffic), `auth.py` (users,
+API keys, refresh tokens, audit events), `predictions.py` (the sampled prediction log).
+"""
