@@ -7,8 +7,11 @@ the skip into a failure so CI can never go green without them.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,10 @@ import pytest
 # Model libraries must never reach out to a hub from tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Apps and servers started by tests keep their SQLite file and caches out of the work tree.
+_DATA_DIR = tempfile.mkdtemp(prefix="modelserve-tests-")
+os.environ.setdefault("MODELSERVE_DATA_DIR", _DATA_DIR)
+atexit.register(shutil.rmtree, _DATA_DIR, True)
 
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from modelserve.config import Settings
+from modelserve.db import migrate
+from modelserve.db.engine import Database
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
 from modelserve.http.openapi import build_model_docs_router
-from modelserve.http.predict import PredictEndpoint
+from modelserve.http.predict import PredictEndpoint, match
 from modelserve.http.routes import build_router
-from modelserve.runtime.manager import ModelRuntime, ReplicaFactory, default_replica_factory
+from modelserve.runtime.manager import (
+    ModelRuntime,
+    ObserverFactory,
+    ReplicaFactory,
+    default_replica_factory,
+)
 from modelserve.service.base import Service
 from modelserve.service.spec import ServiceSpec
-from modelserve.types import Receive, Scope, Send
+from modelserve.types import PredictGuard, Receive, RequestObserver, Scope, Send
 
 logger = logging.getLogger("modelserve")
 
 LIFESPAN_DRAIN_S = 2.0
+
+Hook = Callable[[FastAPI], Awaitable[None]]
 
 
 class ModelserveApp(FastAPI):
@@ -32,9 +42,9 @@ class ModelserveApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            match = PredictEndpoint.match(scope["path"])
-            if match is not None:
-                await self.predict_endpoint(scope, receive, send, *match)
+            found = match(scope["path"])
+            if found is not None:
+                await self.predict_endpoint(scope, receive, send, *found)
                 return
         await super().__call__(scope, receive, send)
 
@@ -44,20 +54,43 @@ def create_app(
     services: Iterable[type[Service[Any, Any]] | ServiceSpec] = (),
     *,
     replica_factory: ReplicaFactory = default_replica_factory,
+    observer_factory: ObserverFactory | None = None,
+    guard: PredictGuard | None = None,
+    observers: Sequence[RequestObserver] = (),
+    database: Database | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
 ) -> ModelserveApp:
     """Build the HTTP app serving `services` (Service classes or ServiceSpecs).
 
-    Models load in the background when the app starts (ASGI lifespan): `/livez` answers at
-    once, `/readyz` turns 200 when they are ready.
+    On start (ASGI lifespan) the database is migrated (SQLite, or when `auto_migrate`) or
+    checked to be at the schema this release needs (PostgreSQL: refuses to start otherwise),
+    the `on_startup` hooks run, and models load in the background: `/livez` answers at once,
+    `/readyz` turns 200 when they are ready. `guard` authenticates predict requests and
+    `observers` see every predict response (see `modelserve.types`).
     """
     settings = settings or Settings()
     specs: Sequence[ServiceSpec] = [
         s if isinstance(s, ServiceSpec) else ServiceSpec.from_class(s) for s in services
     ]
-    runtime = ModelRuntime(specs, device=settings.device, replica_factory=replica_factory)
+    runtime = ModelRuntime(
+        specs,
+        device=settings.device,
+        replica_factory=replica_factory,
+        observer_factory=observer_factory,
+    )
+    if database is None:
+        database = Database(
+            settings.resolved_database_url(),
+            echo=settings.database.echo,
+            pool_size=settings.database.pool_size,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(prepare_schema, settings, database)
+        for hook in on_startup:
+            await hook(app)
         runtime.start()
         try:
             yield
@@ -67,6 +100,12 @@ def create_app(
             # the lifespan ends, so what is left belongs to requests that are answered or cut
             # off: a short drain lets running batches finish without doubling the shutdown time.
             await runtime.stop(min(settings.server.graceful_timeout_s, LIFESPAN_DRAIN_S))
+            for hook in on_shutdown:
+                try:
+                    await hook(app)
+                except Exception:
+                    logger.exception("shutdown hook failed")
+            await database.dispose()
             logger.info("stopped")
 
     docs = settings.http.docs_enabled
@@ -80,13 +119,17 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.settings = settings
+    app.state.database = database
     endpoint = PredictEndpoint(
         runtime,
         max_body_bytes=settings.http.max_body_bytes,
         max_batch_inputs=settings.http.max_batch_inputs,
         max_headers=settings.http.max_headers,
+        guard=guard,
+        observers=observers,
     )
     app.predict_endpoint = endpoint
+    app.state.predict_endpoint = endpoint
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))
@@ -96,6 +139,18 @@ def create_app(
         max_headers=settings.http.max_headers,
     )
     return app
+
+
+def prepare_schema(settings: Settings, database: Database) -> None:
+    """Migrate to head when allowed (SQLite by default), else insist the schema is at head."""
+    url = database.url
+    auto = settings.database.auto_migrate
+    if auto is None:
+        auto = database.backend == "sqlite"
+    if auto:
+        migrate.upgrade(url)
+    else:
+        migrate.check_at_head(url)
 
 
 def _version() -> str:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, create_model
 from starlette.responses import Response
 
+from modelserve.http.context import REQUEST_ID_KEY, new_request_id
 from modelserve.http.predict import PredictEndpoint
 from modelserve.runtime.manager import ModelRuntime
 from modelserve.schemas.wire import ErrorResponse, ItemErrorInfo
@@ -33,7 +34,7 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
     router = APIRouter()
     for deployed in runtime:
         spec = deployed.spec
-        route = endpoint.route(spec.name)
+        route = endpoint.codec(deployed)
         batch_response: type[BaseModel] = create_model(
             f"{spec.output_type.__name__}BatchResponse",
             outputs=(list[spec.output_type | None], ...),  # type: ignore[name-defined]
@@ -57,7 +58,7 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
         ):
             router.add_api_route(
                 path,
-                _make_handler(endpoint, spec.name, is_batch, request_model),
+                _make_handler(endpoint, path, spec.name, None, is_batch, request_model),
                 methods=["POST"],
                 response_model=response_model,
                 responses=ERROR_RESPONSES,
@@ -66,34 +67,66 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
                 tags=[spec.name],
                 name=f"{spec.name}:{'predict_batch' if is_batch else 'predict'}",
             )
+    # Any model, including versions deployed later from the registry (their schemas are in
+    # GET /v1/models/{name}); and any loaded version, pinned.
+    for path, is_batch, summary in (
+        ("/v1/models/{name}/predict", False, "Predict one input with any model"),
+        ("/v1/models/{name}/predict/batch", True, "Predict a batch with any model"),
+        ("/v1/models/{name}/versions/{version}/predict", False, "Predict with a pinned version"),
+        (
+            "/v1/models/{name}/versions/{version}/predict/batch",
+            True,
+            "Predict a batch with a pinned version",
+        ),
+    ):
+        router.add_api_route(
+            path,
+            _make_handler(endpoint, path, None, None, is_batch, dict[str, Any]),
+            methods=["POST"],
+            responses=ERROR_RESPONSES,
+            summary=summary,
+            tags=["predict"],
+            name=f"generic:{path}",
+        )
     return router
 
 
 def _make_handler(
-    endpoint: PredictEndpoint, name: str, is_batch: bool, request_model: type[BaseModel]
+    endpoint: PredictEndpoint,
+    path: str,
+    name: str | None,
+    version: str | None,
+    is_batch: bool,
+    request_model: Any,
 ) -> Any:
-    async def handler(request: Request, payload: Any) -> Response:
+    async def handler(request: Request, payload: Any, **_path: str) -> Response:
+        params = request.path_params
         status, headers, body = await endpoint.respond(
-            name, is_batch, await request.body(), list(request.scope["headers"])
+            name or params["name"],
+            version or params.get("version"),
+            is_batch,
+            await request.body(),
+            list(request.scope["headers"]),
+            request_id=request.scope.get(REQUEST_ID_KEY) or new_request_id(),
         )
         response = Response(body, status_code=status, media_type="application/json")
         for key, value in headers:
             response.headers[key.decode()] = value.decode()
         return response
 
-    # FastAPI reads the body parameter's type from the signature to document it.
+    # FastAPI reads the parameters' types from the signature to document them.
+    parameters = [
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        inspect.Parameter(
+            "payload", inspect.Parameter.KEYWORD_ONLY, annotation=request_model, default=Body(...)
+        ),
+    ]
+    for param, fixed in (("name", name), ("version", version)):
+        if fixed is None and (param == "name" or "{version}" in path):
+            parameters.append(
+                inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+            )
     handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(
-                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
-            ),
-            inspect.Parameter(
-                "payload",
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=request_model,
-                default=Body(...),
-            ),
-        ],
-        return_annotation=Response,
+        parameters, return_annotation=Response
     )
     return handler

@@ -1,198 +1,73 @@
 """The predict endpoints, served as a raw ASGI fast path in front of FastAPI.
 
-`POST /v1/models/{name}/predict` and `/predict/batch` are the hot path: they skip Starlette's
-routing, middleware stack and FastAPI's dependency solver (together most of a plain FastAPI
-request's cost) and go straight from bytes to strict pydantic-core validation, the batching
-engine and pydantic-core serialization. FastAPI still documents them (see `http/openapi.py`).
+`POST /v1/models/{name}[/versions/{version}]/predict[/batch]` is the hot path: it skips
+Starlette's routing, middleware stack and FastAPI's dependency solver (together most of a plain
+FastAPI request's cost) and goes from bytes to the auth guard, strict pydantic-core validation,
+the batching engine and pydantic-core serialization. FastAPI still documents these routes (see
+`http/openapi.py`), and its handlers call `respond` here, so behaviour cannot drift.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
-from pydantic import BaseModel, Field, ValidationError, create_model
-
-from modelserve.errors import (
-    InvalidInputError,
-    ItemRejectedError,
-    MalformedBodyError,
-    ModelserveError,
-    ServiceNotFoundError,
-    TooManyHeadersError,
-    UnsupportedMediaError,
-)
-from modelserve.http.context import (
-    REQUEST_ID_HEADER,
-    REQUEST_ID_KEY,
-    header,
-    read_body,
-    request_id_from,
-)
-from modelserve.http.errors import render_error
+from modelserve.errors import ModelserveError, TooManyHeadersError
+from modelserve.http.codec import Headers, ServiceCodec, check_media_type
+from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, read_body, request_id_from
+from modelserve.http.errors import render_error, status_and_code
+from modelserve.runtime import shadow
 from modelserve.runtime.manager import DeployedService, ModelRuntime
-from modelserve.schemas.strict import (
-    STRICT_CONFIG,
-    find_bad_strings,
-    find_duplicate_key,
-    may_hold_bad_strings,
+from modelserve.types import (
+    PredictGuard,
+    Principal,
+    Receive,
+    RequestObserver,
+    RequestRecord,
+    Scope,
+    Send,
 )
-from modelserve.types import Receive, Scope, Send
+
+logger = logging.getLogger("modelserve.http")
 
 PREFIX = "/v1/models/"
 JSON_HEADER = (b"content-type", b"application/json")
-VERSION_HEADER = b"x-model-version"
-NON_FINITE_HEADER = (b"x-non-finite-output", b"true")
+PRINCIPAL_KEY = "modelserve.principal"
 
-Headers = list[tuple[bytes, bytes]]
+# Route templates as observers see them (never raw paths: model names are bounded, paths not).
+ROUTE_PREDICT = "/v1/models/{name}/predict"
+ROUTE_PREDICT_BATCH = "/v1/models/{name}/predict/batch"
+ROUTE_PINNED = "/v1/models/{name}/versions/{version}/predict"
+ROUTE_PINNED_BATCH = "/v1/models/{name}/versions/{version}/predict/batch"
 
-
-class ServiceRoute:
-    """Validators and serializers of one service, built once."""
-
-    def __init__(self, deployed: DeployedService, *, max_batch_inputs: int) -> None:
-        spec = deployed.spec
-        self.deployed = deployed
-        self.name = spec.name
-        self.max_inputs = min(max_batch_inputs, spec.batching.max_queue)
-        self._validate_one = spec.wire_input_type.model_validate_json
-        batch_model: type[BaseModel] = create_model(
-            f"{spec.input_type.__name__}BatchRequest",
-            __config__=STRICT_CONFIG,
-            inputs=(list[spec.wire_input_type], Field(min_length=1, max_length=self.max_inputs)),  # type: ignore[name-defined]
-        )
-        self.batch_model = batch_model
-        self._validate_batch = batch_model.model_validate_json
-        self._dump = spec.output_type.__pydantic_serializer__.to_json
-        self.version_header = (VERSION_HEADER, spec.version.encode("ascii"))
-
-    def parse_one(self, body: bytes) -> Any:
-        """Strictly validate one input; raise InvalidInputError/MalformedBodyError."""
-        try:
-            item = self._validate_one(body)
-        except ValidationError as exc:
-            raise _input_error(exc, body) from None
-        _check_text(body)
-        return item
-
-    def parse_batch(self, body: bytes) -> list[Any]:
-        """Strictly validate `{"inputs": [...]}`."""
-        try:
-            request = self._validate_batch(body)
-        except ValidationError as exc:
-            raise _input_error(exc, body) from None
-        _check_text(body)
-        inputs: list[Any] = request.inputs  # type: ignore[attr-defined]
-        return inputs
-
-    async def predict(self, body: bytes) -> tuple[bytes, Headers]:
-        """One input in, one serialized output and its headers back."""
-        engine = self.deployed.require_ready()
-        item = self.parse_one(body)
-        output = await engine.submit(item)
-        payload: bytes = self._dump(output)
-        return payload, self._headers(payload, [output])
-
-    def _headers(self, payload: bytes, outputs: list[Any]) -> Headers:
-        # JSON has no NaN or infinities: they go out as null, and a header says a null stands
-        # for one (V7). Only payloads that hold a null pay for the check.
-        if b"null" in payload and _non_finite(outputs):
-            return [self.version_header, NON_FINITE_HEADER]
-        return [self.version_header]
-
-    async def predict_batch(self, body: bytes) -> tuple[bytes, Headers]:
-        """`{"inputs": [...]}` in, `{"outputs": [...], "errors": [...]}` back.
-
-        Items the model rejected come back as `null` with an entry in `errors`.
-        """
-        engine = self.deployed.require_ready()
-        inputs = self.parse_batch(body)
-        results = await engine.submit_many(inputs)
-        parts: list[bytes] = []
-        errors: list[dict[str, Any]] = []
-        dump = self._dump
-        for index, result in enumerate(results):
-            if isinstance(result, ItemRejectedError):
-                parts.append(b"null")
-                errors.append(
-                    {
-                        "index": index,
-                        "code": result.code,
-                        "message": result.message,
-                        "details": result.details,
-                    }
-                )
-            else:
-                parts.append(dump(result))
-        payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
-        return payload, self._headers(payload, results)
+Match = tuple[str, str | None, bool]
 
 
-def _non_finite(outputs: list[Any]) -> bool:
-    """True if any output holds NaN or an infinity (sent as JSON null)."""
-    return any(_has_non_finite(o.model_dump()) for o in outputs if isinstance(o, BaseModel))
-
-
-def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_non_finite(v) for v in value)
-    return False
-
-
-def _input_error(exc: ValidationError, body: bytes) -> InvalidInputError:
-    details = exc.errors(include_url=False, include_input=False, include_context=False)
-    cleaned = [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in details]
-    if any(d["type"] == "json_invalid" for d in cleaned):
-        # The fast parser refuses lone surrogate escapes as syntax errors, but `"\ud800"` is
-        # well-formed JSON holding a forbidden string: 422 naming the field, like NUL (V10).
-        if may_hold_bad_strings(body):
-            bad = find_bad_strings(body)
-            if bad:
-                return InvalidInputError("request body holds forbidden characters", details=bad)
-        return MalformedBodyError("request body is not valid JSON", details=cleaned)
-    return InvalidInputError(
-        "request body does not match the model's input schema", details=cleaned
-    )
-
-
-def _check_text(body: bytes) -> None:
-    if may_hold_bad_strings(body):
-        bad = find_bad_strings(body)
-        if bad:
-            raise InvalidInputError("request body holds forbidden characters", details=bad)
-    duplicate = find_duplicate_key(body)
-    if duplicate is not None:
-        raise MalformedBodyError(
-            "request body repeats a key in one object",
-            details=[
-                {
-                    "loc": [],
-                    "msg": f"duplicate key {duplicate[:64]!r}",
-                    "type": "json_duplicate_key",
-                }
-            ],
-        )
-
-
-def _check_media_type(headers: Headers) -> None:
-    content_type = header(headers, b"content-type")
-    if content_type is None:
-        return  # bodies without a declared type are parsed as JSON
-    media = content_type.split(b";", 1)[0].strip().lower()
-    if media != b"application/json" and not media.endswith(b"+json"):
-        raise UnsupportedMediaError(
-            "send the body as JSON with content-type: application/json",
-            details={"content_type": media.decode("latin-1")[:100]},
-        )
+def match(path: str) -> Match | None:
+    """(model name, pinned version or None, is_batch) for a predict path, else None."""
+    if not path.startswith(PREFIX):
+        return None
+    parts = path[len(PREFIX) :].split("/")
+    if not parts[0]:
+        return None
+    if len(parts) == 2 and parts[1] == "predict":
+        return parts[0], None, False
+    if len(parts) == 3 and parts[1:] == ["predict", "batch"]:
+        return parts[0], None, True
+    if len(parts) >= 4 and parts[1] == "versions" and parts[2] and parts[3] == "predict":
+        if len(parts) == 4:
+            return parts[0], parts[2], False
+        if len(parts) == 5 and parts[4] == "batch":
+            return parts[0], parts[2], True
+    return None
 
 
 class PredictEndpoint:
-    """Handles the predict routes for every service of a ModelRuntime."""
+    """Handles the predict routes for every model version of a ModelRuntime."""
 
     def __init__(
         self,
@@ -201,67 +76,126 @@ class PredictEndpoint:
         max_body_bytes: int,
         max_batch_inputs: int,
         max_headers: int = 100,
+        guard: PredictGuard | None = None,
+        observers: Sequence[RequestObserver] = (),
     ) -> None:
         self._runtime = runtime
         self._max_body_bytes = max_body_bytes
+        self._max_batch_inputs = max_batch_inputs
         self._max_headers = max_headers
-        self._routes = {
-            deployed.spec.name: ServiceRoute(deployed, max_batch_inputs=max_batch_inputs)
-            for deployed in runtime
-        }
+        self._guard = guard
+        self._observers = tuple(observers)
+        # Weak keys: a retired version's codec goes with it (memory must return, R4).
+        self._codecs: weakref.WeakKeyDictionary[DeployedService, ServiceCodec] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._background: set[asyncio.Task[None]] = set()
 
-    def route(self, name: str) -> ServiceRoute:
-        """The route of a served model, or ServiceNotFoundError."""
-        route = self._routes.get(name)
-        if route is None:
-            raise ServiceNotFoundError(f"no model named {name!r}")
-        return route
-
-    @staticmethod
-    def match(path: str) -> tuple[str, bool] | None:
-        """(model name, is_batch) for a predict path, else None."""
-        if not path.startswith(PREFIX):
-            return None
-        rest = path[len(PREFIX) :]
-        name, sep, tail = rest.partition("/")
-        if not sep or not name:
-            return None
-        if tail == "predict":
-            return name, False
-        if tail == "predict/batch":
-            return name, True
-        return None
+    def codec(self, deployed: DeployedService) -> ServiceCodec:
+        """The codec of a loaded version (built on first use)."""
+        codec = self._codecs.get(deployed)
+        if codec is None:
+            codec = ServiceCodec(deployed.spec, max_batch_inputs=self._max_batch_inputs)
+            self._codecs[deployed] = codec
+        return codec
 
     async def respond(
-        self, name: str, is_batch: bool, body: bytes, headers: Headers
+        self,
+        name: str,
+        version: str | None,
+        is_batch: bool,
+        body: bytes,
+        headers: Headers,
+        *,
+        request_id: str,
+        principal: Principal | None = None,
     ) -> tuple[int, Headers, bytes]:
         """Status, headers and body for a predict call whose body is already read."""
-        route = self.route(name)
-        _check_media_type(headers)
-        payload, extra = await (route.predict_batch(body) if is_batch else route.predict(body))
+        if self._guard is not None and principal is None:
+            principal = await self._guard.check_predict(headers, name)
+        check_media_type(headers)
+        payload, extra, _ = await self._predict(
+            name, version, is_batch, body, request_id, principal
+        )
         return 200, extra, payload
 
+    async def _predict(
+        self,
+        name: str,
+        version: str | None,
+        is_batch: bool,
+        body: bytes,
+        request_id: str,
+        principal: Principal | None,
+    ) -> tuple[bytes, Headers, DeployedService]:
+        runtime = self._runtime
+        sticky = principal.rate_key if principal is not None else None
+        deployed = runtime.resolve(name, version, sticky)
+        engine = deployed.require_ready()
+        codec = self.codec(deployed)
+        started = time.perf_counter()
+        if is_batch:
+            inputs = codec.parse_batch(body)
+            results = await engine.submit_many(inputs)
+            payload, extra = codec.dump_batch(results)
+        else:
+            item = codec.parse_one(body)
+            output = await engine.submit(item)
+            payload, extra = codec.dump(output)
+            results = [output]
+        if version is None:
+            mirror = runtime.mirror(name)
+            if mirror is not None:
+                self._shadow(
+                    deployed,
+                    mirror,
+                    body,
+                    is_batch,
+                    results,
+                    time.perf_counter() - started,
+                    request_id,
+                )
+        return payload, extra, deployed
+
     async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, name: str, is_batch: bool
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        version: str | None,
+        is_batch: bool,
     ) -> None:
+        started = time.perf_counter()
         headers: Headers = scope["headers"]
         request_id = request_id_from(headers)
         scope[REQUEST_ID_KEY] = request_id
+        principal: Principal | None = None
+        deployed: DeployedService | None = None
+        error_code: str | None = None
         extra: Headers
         try:
             if len(headers) > self._max_headers:
                 raise TooManyHeadersError(f"request has more than {self._max_headers} headers")
-            route = self.route(name)
-            _check_media_type(headers)
+            if self._guard is not None:
+                # Before anything else, so an unauthenticated caller learns nothing (not even
+                # whether the model exists) and costs no body read.
+                principal = await self._guard.check_predict(headers, name)
+                scope[PRINCIPAL_KEY] = principal
+            check_media_type(headers)
             body = await read_body(receive, headers, self._max_body_bytes)
-            payload, extra = await (route.predict_batch(body) if is_batch else route.predict(body))
+            payload, extra, deployed = await self._predict(
+                name, version, is_batch, body, request_id, principal
+            )
             status = 200
         except ModelserveError as exc:
             status, extra, payload = render_error(exc, request_id)
+            error_code = status_and_code(exc)[1]
             if status in (413, 431):
                 extra.append((b"connection", b"close"))
         except Exception as exc:  # a bug of ours: generic 500, details only in the log
             status, extra, payload = render_error(exc, request_id)
+            error_code = "internal_error"
         await send(
             {
                 "type": "http.response.start",
@@ -275,3 +209,94 @@ class PredictEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+        if self._observers:
+            if version is None:
+                route = ROUTE_PREDICT_BATCH if is_batch else ROUTE_PREDICT
+            else:
+                route = ROUTE_PINNED_BATCH if is_batch else ROUTE_PINNED
+            record = RequestRecord(
+                method="POST",
+                route=route,
+                status=status,
+                duration_s=time.perf_counter() - started,
+                request_id=request_id,
+                principal=principal,
+                model=name if deployed is not None else None,
+                version=deployed.spec.version if deployed is not None else None,
+                error_code=error_code,
+            )
+            for observer in self._observers:
+                try:
+                    observer.on_request(record)
+                except Exception:  # an observer must never break serving
+                    logger.exception("request observer failed")
+
+    # -- shadow traffic ---------------------------------------------------------------------
+
+    def _shadow(
+        self,
+        primary: DeployedService,
+        mirror: DeployedService,
+        body: bytes,
+        is_batch: bool,
+        results: list[Any],
+        primary_latency_s: float,
+        request_id: str,
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._run_shadow(
+                primary, mirror, body, is_batch, results, primary_latency_s, request_id
+            )
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run_shadow(
+        self,
+        primary: DeployedService,
+        mirror: DeployedService,
+        body: bytes,
+        is_batch: bool,
+        results: list[Any],
+        primary_latency_s: float,
+        request_id: str,
+    ) -> None:
+        # Never affects the answer already sent: every failure becomes part of the record.
+        name = primary.spec.name
+        primary_out = [_plain(r) for r in results]
+        started = time.perf_counter()
+        try:
+            engine = mirror.require_ready()
+            codec = self.codec(mirror)
+            if is_batch:
+                shadow_results = await engine.submit_many(codec.parse_batch(body))
+            else:
+                shadow_results = [await engine.submit(codec.parse_one(body))]
+            entry = shadow.record(
+                request_id=request_id,
+                primary_version=primary.spec.version,
+                shadow_version=mirror.spec.version,
+                primary_output=primary_out,
+                primary_latency_s=primary_latency_s,
+                shadow_output=[_plain(r) for r in shadow_results],
+                shadow_latency_s=time.perf_counter() - started,
+            )
+        except Exception as exc:
+            entry = shadow.record(
+                request_id=request_id,
+                primary_version=primary.spec.version,
+                shadow_version=mirror.spec.version,
+                primary_output=primary_out,
+                primary_latency_s=primary_latency_s,
+                error=type(exc).__name__,
+            )
+        self._runtime.record_shadow(name, entry)
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json")
+    if isinstance(value, ModelserveError):
+        return {"error": type(value).__name__}
+    return value

@@ -16,6 +16,8 @@ from modelserve.schemas.wire import (
     ModelInfo,
     ModelList,
     ModelStats,
+    TrafficInfo,
+    VersionInfo,
 )
 
 
@@ -28,8 +30,8 @@ def get_runtime(request: Request) -> ModelRuntime:
 Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
 
 
-def describe(deployed: DeployedService) -> ModelInfo:
-    """Public description of one served model."""
+def describe(deployed: DeployedService, runtime: ModelRuntime | None = None) -> ModelInfo:
+    """Public description of one served model, with its versions and traffic when known."""
     spec = deployed.spec
     counters = deployed.counters
     engine = deployed.engine
@@ -59,6 +61,30 @@ def describe(deployed: DeployedService) -> ModelInfo:
             abandoned_running=counters.abandoned_running,
             errors=dict(counters.errors),
         ),
+        versions=_versions(runtime, spec.name),
+        traffic=_traffic(runtime, spec.name),
+    )
+
+
+def _versions(runtime: ModelRuntime | None, name: str) -> list[VersionInfo]:
+    if runtime is None:
+        return []
+    return [
+        VersionInfo(version=v, status=d.status.value, reason=d.reason)
+        for v, d in runtime.versions(name).items()
+    ]
+
+
+def _traffic(runtime: ModelRuntime | None, name: str) -> TrafficInfo | None:
+    policy = None if runtime is None else runtime.policy(name)
+    if policy is None:
+        return None
+    return TrafficInfo(
+        primary=policy.primary,
+        canary=dict(policy.canary),
+        sticky=policy.sticky,
+        shadow=policy.shadow,
+        shadow_percent=policy.shadow_percent,
     )
 
 
@@ -68,7 +94,7 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
 
     @router.get("/v1/models", tags=["models"], summary="List served models")
     async def list_models(runtime: Runtime) -> ModelList:
-        data = [describe(d) for d in runtime]
+        data = [describe(m.primary, runtime) for m in runtime.models() if m.primary is not None]
         return ModelList(data=data, count=len(data))
 
     @router.get(
@@ -78,7 +104,7 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         responses={404: {"model": ErrorResponse}},
     )
     async def get_model(name: str, runtime: Runtime) -> ModelInfo:
-        return describe(runtime.get(name))
+        return describe(runtime.get(name), runtime)
 
     @router.get("/livez", tags=["health"], summary="Process is alive")
     async def livez() -> HealthStatus:
@@ -92,7 +118,7 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         responses={503: {"model": HealthStatus}},
     )
     async def readyz(runtime: Runtime) -> Response:
-        models = {d.spec.name: d.status.value for d in runtime}
+        models = {m.name: m.primary.status.value for m in runtime.models() if m.primary is not None}
         ok = runtime.is_ready(any_ready=ready_when_any)
         body = HealthStatus(status="ok" if ok else "unavailable", models=models)
         return Response(

@@ -1,7 +1,10 @@
-"""`ModelRuntime`: loads every served model, tracks its status, and routes predictions to it.
+"""`ModelRuntime`: loads served models and their versions, routes predictions between them.
 
 Models load in the background so `/livez` answers at once; a model whose setup fails is marked
-FAILED with its reason while the others keep serving (R19).
+FAILED with its reason while the others keep serving (R19). Each model name may hold several
+loaded versions; a TrafficPolicy says which answers unpinned requests (primary, canaries) and
+which is mirrored (shadow). Deploy, policy switch and retire of one name are serialized by a
+per-name lock, so concurrent rollouts cannot deadlock or leave two copies of a version (R5).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +20,13 @@ from pydantic import BaseModel, ValidationError
 
 from modelserve.batching.engine import BatchEngine
 from modelserve.batching.observer import CountingObserver, EngineObserver
-from modelserve.errors import ServiceNotFoundError, ServiceUnavailableError
+from modelserve.errors import (
+    ConflictError,
+    ServiceNotFoundError,
+    ServiceUnavailableError,
+)
+from modelserve.runtime.shadow import DEFAULT_SHADOW_BUFFER, ShadowRecord, ShadowRecorder
+from modelserve.runtime.traffic import Router, TrafficPolicy
 from modelserve.service.spec import ServiceSpec
 from modelserve.types import Replica, ServiceStatus
 
@@ -29,7 +38,7 @@ ObserverFactory = Callable[[ServiceSpec], EngineObserver]
 
 def default_replica_factory(spec: ServiceSpec, device: str, index: int) -> Replica:
     """Build a thread or process replica as the service's `isolation` asks."""
-    label = f"{spec.name}-{index}"
+    label = f"{spec.name}-{spec.version}-{index}"
     if spec.isolation == "process":
         from modelserve.runtime.process import ProcessReplica
 
@@ -37,12 +46,12 @@ def default_replica_factory(spec: ServiceSpec, device: str, index: int) -> Repli
         return ProcessReplica(spec, device=device, label=label)
     from modelserve.runtime.thread import ThreadReplica
 
-    return ThreadReplica(spec.cls, device=device, label=label)
+    return ThreadReplica(spec.cls, device=device, label=label, artifacts=spec.artifact_dir)
 
 
 @dataclass(eq=False)
 class DeployedService:
-    """One served model: its spec, lifecycle status and engine."""
+    """One loaded version of a model: its spec, lifecycle status and engine."""
 
     spec: ServiceSpec
     status: ServiceStatus = ServiceStatus.LOADING
@@ -57,15 +66,32 @@ class DeployedService:
         engine = self.engine
         if self.status is ServiceStatus.READY and engine is not None:
             return engine
+        name = self.spec.name
         if self.status is ServiceStatus.LOADING:
-            raise ServiceUnavailableError(
-                f"model {self.spec.name!r} is still loading", retry_after_s=5
-            )
+            raise ServiceUnavailableError(f"model {name!r} is still loading", retry_after_s=5)
         if self.status is ServiceStatus.FAILED:
             raise ServiceUnavailableError(
-                f"model {self.spec.name!r} failed to load", details={"reason": self.reason}
+                f"model {name!r} failed to load", details={"reason": self.reason}
             )
-        raise ServiceUnavailableError(f"model {self.spec.name!r} is stopped")
+        raise ServiceUnavailableError(f"model {name!r} is stopped")
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """Every loaded version of one model name, and how traffic is split between them."""
+
+    name: str
+    versions: dict[str, DeployedService] = field(default_factory=dict)
+    router: Router | None = None
+    shadows: ShadowRecorder = field(default_factory=ShadowRecorder)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def primary(self) -> DeployedService | None:
+        """The version answering unpinned requests by default."""
+        if self.router is None:
+            return None
+        return self.versions.get(self.router.policy.primary)
 
 
 class _FanOut:
@@ -92,44 +118,112 @@ class _FanOut:
 
 
 class ModelRuntime:
-    """Owns every DeployedService of one server process."""
+    """Owns every loaded model version of one server process."""
 
     def __init__(
         self,
-        specs: Iterable[ServiceSpec],
+        specs: Iterable[ServiceSpec] = (),
         *,
         device: str = "cpu",
         replica_factory: ReplicaFactory = default_replica_factory,
         observer_factory: ObserverFactory | None = None,
+        shadow_buffer: int = DEFAULT_SHADOW_BUFFER,
     ) -> None:
-        self._services: dict[str, DeployedService] = {}
-        for spec in specs:
-            if spec.name in self._services:
-                raise ValueError(f"two services are named {spec.name!r}")
-            self._services[spec.name] = DeployedService(spec)
+        self._models: dict[str, ServedModel] = {}
         self._device = device
         self._replica_factory = replica_factory
         self._observer_factory = observer_factory
+        self._shadow_buffer = shadow_buffer
         self._load_tasks: list[asyncio.Task[None]] = []
+        for spec in specs:
+            if spec.name in self._models:
+                raise ValueError(f"two services are named {spec.name!r}")
+            model = self._model(spec.name)
+            model.versions[spec.version] = DeployedService(spec)
+            model.router = Router(TrafficPolicy(primary=spec.version))
+
+    def _model(self, name: str) -> ServedModel:
+        model = self._models.get(name)
+        if model is None:
+            model = self._models[name] = ServedModel(
+                name, shadows=ShadowRecorder(self._shadow_buffer)
+            )
+        return model
 
     # -- lookup ----------------------------------------------------------------------------
 
     def get(self, name: str) -> DeployedService:
-        """The named service, or ServiceNotFoundError."""
-        service = self._services.get(name)
-        if service is None:
+        """The primary version of the named model, or ServiceNotFoundError."""
+        model = self._models.get(name)
+        primary = None if model is None else model.primary
+        if primary is None:
             raise ServiceNotFoundError(f"no model named {name!r}")
-        return service
+        return primary
 
-    def __iter__(self) -> Any:
-        return iter(self._services.values())
+    def model(self, name: str) -> ServedModel:
+        """Every version of the named model, or ServiceNotFoundError."""
+        model = self._models.get(name)
+        if model is None or not model.versions:
+            raise ServiceNotFoundError(f"no model named {name!r}")
+        return model
+
+    def resolve(
+        self, name: str, version: str | None = None, sticky_key: str | None = None
+    ) -> DeployedService:
+        """The version that answers a request: pinned, or chosen by the traffic policy."""
+        model = self._models.get(name)
+        if model is None or model.router is None:
+            raise ServiceNotFoundError(f"no model named {name!r}")
+        chosen = version if version is not None else model.router.pick(sticky_key)
+        deployed = model.versions.get(chosen)
+        if deployed is None:
+            raise ServiceNotFoundError(f"model {name!r} has no loaded version {chosen!r}")
+        return deployed
+
+    def mirror(self, name: str) -> DeployedService | None:
+        """The shadow version to copy this request to, if the policy samples it."""
+        model = self._models.get(name)
+        if model is None or model.router is None:
+            return None
+        version = model.router.mirror()
+        return None if version is None else model.versions.get(version)
+
+    def record_shadow(self, name: str, record: ShadowRecord) -> None:
+        """Keep one shadow comparison for the model."""
+        model = self._models.get(name)
+        if model is not None:
+            model.shadows.add(record)
+
+    def shadow_records(self, name: str, limit: int = 100) -> list[ShadowRecord]:
+        """The newest shadow comparisons of a model (per process)."""
+        return self.model(name).shadows.latest(limit)
+
+    def policy(self, name: str) -> TrafficPolicy | None:
+        """The current traffic policy of a model."""
+        model = self._models.get(name)
+        return None if model is None or model.router is None else model.router.policy
+
+    def versions(self, name: str) -> dict[str, DeployedService]:
+        """Loaded versions of a model (a copy)."""
+        model = self._models.get(name)
+        return {} if model is None else dict(model.versions)
+
+    def models(self) -> list[ServedModel]:
+        """Every served model name that has a policy."""
+        return [m for m in self._models.values() if m.router is not None]
+
+    def __iter__(self) -> Iterator[DeployedService]:
+        """Every loaded version of every model."""
+        return iter([d for m in self._models.values() for d in m.versions.values()])
 
     def __len__(self) -> int:
-        return len(self._services)
+        return sum(len(m.versions) for m in self._models.values())
 
     def is_ready(self, *, any_ready: bool = False) -> bool:
-        """All services ready (default) or at least one (`any_ready`)."""
-        states = [s.status is ServiceStatus.READY for s in self._services.values()]
+        """Every model's primary version ready (default), or at least one (`any_ready`)."""
+        states = [
+            m.primary is not None and m.primary.status is ServiceStatus.READY for m in self.models()
+        ]
         if not states:
             return True
         return any(states) if any_ready else all(states)
@@ -137,31 +231,82 @@ class ModelRuntime:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Begin loading every service in the background."""
-        for service in self._services.values():
-            task = asyncio.get_running_loop().create_task(self._load(service))
-            self._load_tasks.append(task)
+        """Begin loading every initial version in the background."""
+        loop = asyncio.get_running_loop()
+        for deployed in self:
+            self._load_tasks.append(loop.create_task(self._load(deployed)))
 
     async def wait_loaded(self, timeout_s: float | None = None) -> None:
-        """Wait until every service is READY or FAILED."""
+        """Wait until every initial version is READY or FAILED."""
         if self._load_tasks:
             await asyncio.wait(self._load_tasks, timeout=timeout_s)
 
-    async def _load(self, service: DeployedService) -> None:
-        spec = service.spec
+    async def deploy(self, spec: ServiceSpec) -> DeployedService:
+        """Load and warm one version next to the others; idempotent per (name, version).
+
+        Raises ServiceUnavailableError with the reason if setup fails; nothing stays loaded.
+        """
+        model = self._model(spec.name)
+        async with model.lock:
+            existing = model.versions.get(spec.version)
+            if existing is not None and existing.status is not ServiceStatus.FAILED:
+                return existing
+            deployed = DeployedService(spec)
+            model.versions[spec.version] = deployed
+            await self._load(deployed)
+            if deployed.status is not ServiceStatus.READY:
+                del model.versions[spec.version]
+                raise ServiceUnavailableError(
+                    f"model {spec.name!r} version {spec.version!r} failed to load",
+                    details={"reason": deployed.reason},
+                )
+            return deployed
+
+    async def set_policy(self, name: str, policy: TrafficPolicy) -> None:
+        """Switch a model's traffic atomically; every version named must be loaded and ready."""
+        model = self._model(name)
+        async with model.lock:
+            for version in policy.versions:
+                deployed = model.versions.get(version)
+                if deployed is None or deployed.status is not ServiceStatus.READY:
+                    raise ConflictError(
+                        f"model {name!r} version {version!r} is not loaded and ready"
+                    )
+            model.router = Router(policy)
+        logger.info("model %r traffic: %s", name, policy)
+
+    async def retire(self, name: str, version: str, *, drain_timeout_s: float = 30.0) -> None:
+        """Stop routing to a version, drain its in-flight work, stop it and let memory go."""
+        model = self.model(name)
+        async with model.lock:
+            if model.router is not None and version in model.router.policy.versions:
+                raise ConflictError(
+                    f"model {name!r} version {version!r} still receives traffic; change the"
+                    " traffic policy first"
+                )
+            deployed = model.versions.pop(version, None)
+            if deployed is None:
+                raise ServiceNotFoundError(f"model {name!r} has no loaded version {version!r}")
+            if not model.versions:
+                model.router = None
+            await self._unload(deployed, drain_timeout_s)
+
+    async def _load(self, deployed: DeployedService) -> None:
+        spec = deployed.spec
         device = spec.device or self._device
         started = time.perf_counter()
         replicas = [self._replica_factory(spec, device, i) for i in range(spec.replicas)]
-        service.replicas = replicas
+        deployed.replicas = replicas
         try:
             await asyncio.gather(*(asyncio.wrap_future(r.start()) for r in replicas))
         except Exception as exc:
-            service.status = ServiceStatus.FAILED
-            service.reason = f"setup failed: {type(exc).__name__}: {exc}"
-            logger.error("model %r failed to load: %s", spec.name, service.reason, exc_info=exc)
+            deployed.status = ServiceStatus.FAILED
+            deployed.reason = f"setup failed: {type(exc).__name__}: {exc}"
+            logger.error("model %r failed to load: %s", spec.name, deployed.reason, exc_info=exc)
             await asyncio.to_thread(_stop_all, replicas)
+            deployed.replicas = []
             return
-        observers: list[EngineObserver] = [service.counters]
+        observers: list[EngineObserver] = [deployed.counters]
         if self._observer_factory is not None:
             observers.append(self._observer_factory(spec))
         engine = BatchEngine(
@@ -172,9 +317,9 @@ class ModelRuntime:
             observer=_FanOut(observers),
         )
         engine.start()
-        service.engine = engine
-        service.loaded_at = time.time()
-        service.status = ServiceStatus.READY
+        deployed.engine = engine
+        deployed.loaded_at = time.time()
+        deployed.status = ServiceStatus.READY
         logger.info(
             "model %r version %s ready on %s (%d replica(s), %.2fs)",
             spec.name,
@@ -184,19 +329,27 @@ class ModelRuntime:
             time.perf_counter() - started,
         )
 
+    async def _unload(self, deployed: DeployedService, drain_timeout_s: float) -> None:
+        if deployed.engine is not None:
+            await deployed.engine.drain(drain_timeout_s)
+        deployed.status = ServiceStatus.STOPPED
+        replicas, deployed.replicas = deployed.replicas, []
+        deployed.engine = None
+        await asyncio.to_thread(_stop_all, replicas)
+
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
         """Drain in-flight work, then stop every replica."""
         for task in self._load_tasks:
             task.cancel()
         await asyncio.gather(*self._load_tasks, return_exceptions=True)
-        services = list(self._services.values())
+        deployed = list(self)
         await asyncio.gather(
-            *(s.engine.drain(drain_timeout_s) for s in services if s.engine is not None)
+            *(d.engine.drain(drain_timeout_s) for d in deployed if d.engine is not None)
         )
-        for service in services:
-            if service.status is ServiceStatus.READY:
-                service.status = ServiceStatus.STOPPED
-        await asyncio.to_thread(_stop_all, [r for s in services for r in s.replicas])
+        for d in deployed:
+            if d.status is ServiceStatus.READY:
+                d.status = ServiceStatus.STOPPED
+        await asyncio.to_thread(_stop_all, [r for d in deployed for r in d.replicas])
 
 
 def _stop_all(replicas: Sequence[Replica]) -> None:

@@ -13,6 +13,7 @@ import logging
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from modelserve.service.base import Service
@@ -32,8 +33,16 @@ GIL_SWITCH_INTERVAL_S = 0.001
 class ThreadReplica:
     """Runs one Service instance on its own thread; implements BatchExecutor."""
 
-    def __init__(self, service_cls: type[Service[Any, Any]], *, device: str, label: str) -> None:
+    def __init__(
+        self,
+        service_cls: type[Service[Any, Any]],
+        *,
+        device: str,
+        label: str,
+        artifacts: Path | None = None,
+    ) -> None:
         self._service_cls = service_cls
+        self._artifacts = artifacts
         self._device = device
         self._label = label
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -73,6 +82,7 @@ class ThreadReplica:
     def _main(self) -> None:
         try:
             service = self._service_cls()
+            service.artifacts = self._artifacts
             service.setup(self._device)
         except BaseException as exc:
             self._ready.set_exception(exc)

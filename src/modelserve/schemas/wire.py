@@ -44,8 +44,26 @@ class ModelStats(BaseModel):
     errors: dict[str, int]
 
 
+class TrafficInfo(BaseModel):
+    """How unpinned requests are split between loaded versions."""
+
+    primary: str
+    canary: dict[str, float] = Field(default_factory=dict, description="version -> percent")
+    sticky: bool = False
+    shadow: str | None = None
+    shadow_percent: float = 0.0
+
+
+class VersionInfo(BaseModel):
+    """One loaded version of a model."""
+
+    version: str
+    status: Literal["loading", "ready", "failed", "stopped"]
+    reason: str | None = None
+
+
 class ModelInfo(BaseModel):
-    """One served model."""
+    """One served model (described by its primary version)."""
 
     model_config = ConfigDict(protected_namespaces=())
 
@@ -60,6 +78,8 @@ class ModelInfo(BaseModel):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     stats: ModelStats | None = None
+    versions: list[VersionInfo] = Field(default_factory=list)
+    traffic: TrafficInfo | None = None
 
 
 class ModelList(BaseModel):

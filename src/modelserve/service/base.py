@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -59,6 +60,9 @@ class Service(Generic[In, Out]):
     isolation: ClassVar[Isolation] = "thread"
     # None: take the server's configured device.
     device: ClassVar[str | None] = None
+    # Set on the instance before `setup`: the folder of this version's files when served from
+    # the model registry, else None.
+    artifacts: Path | None = None
 
     def setup(self, device: str) -> None:
         """Load weights and warm up. Runs once per replica, off the event loop."""

@@ -6,6 +6,7 @@ import inspect
 import re
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -50,6 +51,8 @@ class ServiceSpec:
     device: str | None
     is_async: bool
     source: ServiceSource | None
+    # Files of a registry version, handed to the instance as `self.artifacts` before setup.
+    artifact_dir: Path | None = None
 
     @classmethod
     def from_class(

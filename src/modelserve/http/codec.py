@@ -1,0 +1,170 @@
+"""Per-version wire codec: strict validation of request bodies and serialization of outputs.
+
+Everything here works on bytes with pydantic-core (no stdlib `json` on the hot path); the slow
+checks (NUL and surrogate strings, duplicate keys) run only when a cheap screen says they may
+apply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from modelserve.errors import (
+    InvalidInputError,
+    ItemRejectedError,
+    MalformedBodyError,
+    UnsupportedMediaError,
+)
+from modelserve.http.context import header
+from modelserve.schemas.strict import (
+    STRICT_CONFIG,
+    find_bad_strings,
+    find_duplicate_key,
+    may_hold_bad_strings,
+)
+from modelserve.service.spec import ServiceSpec
+
+VERSION_HEADER = b"x-model-version"
+NON_FINITE_HEADER = (b"x-non-finite-output", b"true")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class ServiceCodec:
+    """Validators and serializers of one model version, built once."""
+
+    def __init__(self, spec: ServiceSpec, *, max_batch_inputs: int) -> None:
+        self.name = spec.name
+        self.max_inputs = min(max_batch_inputs, spec.batching.max_queue)
+        self._validate_one = spec.wire_input_type.model_validate_json
+        batch_model: type[BaseModel] = create_model(
+            f"{spec.input_type.__name__}BatchRequest",
+            __config__=STRICT_CONFIG,
+            inputs=(list[spec.wire_input_type], Field(min_length=1, max_length=self.max_inputs)),  # type: ignore[name-defined]
+        )
+        self.batch_model = batch_model
+        self._validate_batch = batch_model.model_validate_json
+        self._dump = spec.output_type.__pydantic_serializer__.to_json
+        self.version_header = (VERSION_HEADER, spec.version.encode("ascii"))
+
+    def parse_one(self, body: bytes) -> Any:
+        """Strictly validate one input; raise InvalidInputError/MalformedBodyError."""
+        try:
+            item = self._validate_one(body)
+        except ValidationError as exc:
+            raise _input_error(exc, body) from None
+        _check_text(body)
+        return item
+
+    def parse_batch(self, body: bytes) -> list[Any]:
+        """Strictly validate `{"inputs": [...]}`."""
+        try:
+            request = self._validate_batch(body)
+        except ValidationError as exc:
+            raise _input_error(exc, body) from None
+        _check_text(body)
+        inputs: list[Any] = request.inputs  # type: ignore[attr-defined]
+        return inputs
+
+    def dump(self, output: Any) -> tuple[bytes, Headers]:
+        """One output as JSON, and the headers of a 200."""
+        payload: bytes = self._dump(output)
+        return payload, self.headers(payload, [output])
+
+    def dump_batch(self, results: list[Any]) -> tuple[bytes, Headers]:
+        """`{"outputs": [...], "errors": [...]}`: items the model rejected are `null` + an error."""
+        parts: list[bytes] = []
+        errors: list[dict[str, Any]] = []
+        dump = self._dump
+        for index, result in enumerate(results):
+            if isinstance(result, ItemRejectedError):
+                parts.append(b"null")
+                errors.append(
+                    {
+                        "index": index,
+                        "code": result.code,
+                        "message": result.message,
+                        "details": result.details,
+                    }
+                )
+            else:
+                parts.append(dump(result))
+        payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
+        return payload, self.headers(payload, results)
+
+    def headers(self, payload: bytes, outputs: list[Any]) -> Headers:
+        """The model version, and a flag when an output held NaN or an infinity.
+
+        JSON has no NaN or infinities: they go out as null, and a header says a null stands
+        for one (V7). Only payloads that hold a null pay for the check.
+        """
+        if b"null" in payload and _non_finite(outputs):
+            return [self.version_header, NON_FINITE_HEADER]
+        return [self.version_header]
+
+
+def _non_finite(outputs: list[Any]) -> bool:
+    """True if any output holds NaN or an infinity (sent as JSON null)."""
+    return any(_has_non_finite(o.model_dump()) for o in outputs if isinstance(o, BaseModel))
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def _input_error(exc: ValidationError, body: bytes) -> InvalidInputError:
+    details = exc.errors(include_url=False, include_input=False, include_context=False)
+    cleaned = [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in details]
+    if any(d["type"] == "json_invalid" for d in cleaned):
+        # The fast parser refuses lone surrogate escapes as syntax errors, but `"\ud800"` is
+        # well-formed JSON holding a forbidden string: 422 naming the field, like NUL (V10).
+        if may_hold_bad_strings(body):
+            bad = find_bad_strings(body)
+            if bad:
+                return InvalidInputError("request body holds forbidden characters", details=bad)
+        return MalformedBodyError("request body is not valid JSON", details=cleaned)
+    return InvalidInputError(
+        "request body does not match the model's input schema", details=cleaned
+    )
+
+
+def _check_text(body: bytes) -> None:
+    if may_hold_bad_strings(body):
+        bad = find_bad_strings(body)
+        if bad:
+            raise InvalidInputError("request body holds forbidden characters", details=bad)
+    duplicate = find_duplicate_key(body)
+    if duplicate is not None:
+        raise MalformedBodyError(
+            "request body repeats a key in one object",
+            details=[
+                {
+                    "loc": [],
+                    "msg": f"duplicate key {duplicate[:64]!r}",
+                    "type": "json_duplicate_key",
+                }
+            ],
+        )
+
+
+def check_media_type(headers: Headers) -> None:
+    """Refuse bodies declared as anything but JSON (415); a missing type is read as JSON."""
+    content_type = header(headers, b"content-type")
+    if content_type is None:
+        return  # bodies without a declared type are parsed as JSON
+    media = content_type.split(b";", 1)[0].strip().lower()
+    if media != b"application/json" and not media.endswith(b"+json"):
+        raise UnsupportedMediaError(
+            "send the body as JSON with content-type: application/json",
+            details={"content_type": media.decode("latin-1")[:100]},
+        )
