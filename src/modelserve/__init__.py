@@ -9,6 +9,8 @@ class Iris(Service[Flower, Species]):
     def predict(self, batch: list[Flower]) -> list[Species]: ...
 """
 
+from typing import TYPE_CHECKING, Any
+
 from modelserve.config import HttpConfig, ServerConfig, Settings
 from modelserve.errors import (
     ConfigError,
@@ -24,13 +26,26 @@ from modelserve.errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
-from modelserve.http.app import create_app
 from modelserve.service.base import ItemError, Service
 from modelserve.service.batching import BatchingConfig, batching
 from modelserve.service.loader import load_target
 from modelserve.service.spec import ServiceSpec
 
+if TYPE_CHECKING:
+    from modelserve.http.app import create_app
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # create_app pulls in FastAPI; model worker processes import this package too and should
+    # not pay for the web stack on every (re)start.
+    if name == "create_app":
+        from modelserve.http.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'modelserve' has no attribute {name!r}")
+
 
 __all__ = [
     "BatchingConfig",
