@@ -44,3 +44,18 @@ def test_version_matches_package_metadata() -> None:
     from importlib.metadata import version
 
     assert modelserve.__version__ == version("modelserve")
+
+
+def test_batching_stays_the_function_whatever_is_imported() -> None:
+    import importlib
+
+    for module in (
+        "modelserve.batcher.engine",
+        "modelserve.runtime.manager",
+        "modelserve.http.app",
+    ):
+        importlib.import_module(module)
+    from modelserve import batching
+    from modelserve.service.batching import batching as function
+
+    assert batching is function

@@ -3,7 +3,7 @@ from collections import deque
 
 import pytest
 
-from modelserve.batching.collator import Pending, close_at, drop_dead_head, take_batch
+from modelserve.batcher.collator import Pending, close_at, drop_dead_head, take_batch
 
 
 def _pending(loop: asyncio.AbstractEventLoop, item: int) -> Pending:

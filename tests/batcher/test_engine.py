@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelserve.batching.engine import BatchEngine
-from modelserve.batching.observer import CountingObserver
+from modelserve.batcher.engine import BatchEngine
+from modelserve.batcher.observer import CountingObserver
 from modelserve.errors import (
     DeadlineExceededError,
     ItemRejectedError,

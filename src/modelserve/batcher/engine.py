@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelserve.batching.collator import Pending, close_at, drop_dead_head, take_batch
-from modelserve.batching.observer import EngineObserver, ExpiredWhere, NullObserver
+from modelserve.batcher.collator import Pending, close_at, drop_dead_head, take_batch
+from modelserve.batcher.observer import EngineObserver, ExpiredWhere, NullObserver
 from modelserve.errors import (
     DeadlineExceededError,
     ItemRejectedError,
@@ -31,7 +31,7 @@ from modelserve.service.base import ItemError
 from modelserve.service.batching import BatchingConfig
 from modelserve.types import BatchExecutor
 
-logger = logging.getLogger("modelserve.batching")
+logger = logging.getLogger("modelserve.batcher")
 
 # Converts one raw output of predict into the service's Output type, or raises ValueError.
 OutputCheck = Callable[[Any], Any]

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from modelserve.batching.engine import BatchEngine
-from modelserve.batching.observer import CountingObserver, EngineObserver
+from modelserve.batcher.engine import BatchEngine
+from modelserve.batcher.observer import CountingObserver, EngineObserver
 from modelserve.errors import (
     ConflictError,
     ServiceNotFoundError,
@@ -274,6 +274,15 @@ class ModelRuntime:
                     )
             model.router = Router(policy)
         logger.info("model %r traffic: %s", name, policy)
+
+    async def withdraw(self, name: str) -> None:
+        """Drop a model's traffic policy: it stops answering; its versions stay until retired."""
+        model = self._models.get(name)
+        if model is None:
+            return
+        async with model.lock:
+            model.router = None
+        logger.info("model %r withdrawn from traffic", name)
 
     async def retire(self, name: str, version: str, *, drain_timeout_s: float = 30.0) -> None:
         """Stop routing to a version, drain its in-flight work, stop it and let memory go."""
