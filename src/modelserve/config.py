@@ -6,10 +6,11 @@ Environment variables use the prefix `MODELSERVE_` and `__` for nesting, e.g.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOST = "127.0.0.1"
@@ -59,21 +60,164 @@ class DatabaseConfig(BaseModel):
     auto_migrate: bool | None = None
 
 
+DEFAULT_ACCESS_TOKEN_TTL_S = 15 * 60
+DEFAULT_REFRESH_TOKEN_TTL_S = 14 * 24 * 3600
+DEFAULT_LOGIN_RATE_LIMIT = "10/minute;50/hour"
+DEFAULT_LOGIN_IP_RATE_LIMIT = "100/minute"
+DEFAULT_KEY_CREATE_RATE_LIMIT = "30/hour"
+DEFAULT_MEMBER_SCOPES = ("predict:*", "registry:read", "registry:write")
+# "100/second;10000/day": several rules joined by ';' (or ','), each N/[M ]unit.
+_RATE_LIMIT = r"^(\s*\d+\s*/\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*([;,]|$))*$"
+Exposure = Literal["public", "authenticated", "disabled"]
+
+
 class AuthConfig(BaseModel):
-    """Users, tokens, API keys and rate limits. Owned by `modelserve.auth`."""
+    """Users, tokens, API keys and rate limits. Owned by `modelserve.auth`.
+
+    Rate limits are strings of rules joined by ';', e.g. "100/second;10000/day"; an empty
+    string means no limit. In memory per process unless `Settings.redis_url` is set.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
+    # HS256 signs with `jwt_secret` (at least 32 bytes in prod mode). EdDSA signs with
+    # `jwt_private_key` (Ed25519 PEM) and verifies with its public half; needs `cryptography`.
+    jwt_algorithm: Literal["HS256", "EdDSA"] = "HS256"
     jwt_secret: SecretStr | None = None
+    jwt_private_key: SecretStr | None = None
+    issuer: str = Field("modelserve", min_length=1, max_length=200)
+    audience: str = Field("modelserve", min_length=1, max_length=200)
+    access_token_ttl_s: int = Field(DEFAULT_ACCESS_TOKEN_TTL_S, ge=30, le=24 * 3600)
+    refresh_token_ttl_s: int = Field(DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 24 * 3600)
+    # Tolerated clock skew between nodes when checking exp/nbf/iat.
+    jwt_leeway_s: int = Field(30, ge=0, le=300)
+    # Argon2id cost: memory in KiB, passes over it. The defaults are OWASP's (19 MiB, 2 passes);
+    # tests lower them.
+    argon2_memory_kib: int = Field(19 * 1024, ge=8, le=4 * 1024 * 1024)
+    argon2_time_cost: int = Field(2, ge=1, le=20)
+    # Password hashes computed at once per process (each takes one core for ~20-50 ms), and
+    # how many more may wait for a slot before logins are refused with 503 (S4: a login flood
+    # must not take both cores from inference).
+    hashing_concurrency: int = Field(1, ge=1, le=64)
+    hashing_queue: int = Field(32, ge=0, le=10_000)
+    # Rate limits per principal (API key or user), by scope family ("predict", "registry") and
+    # per model for predict (overrides the family's rule).
+    rate_limits: dict[str, str] = Field(default_factory=dict)
+    model_rate_limits: dict[str, str] = Field(default_factory=dict)
+    # Login attempts per account and client address, and per client address over all accounts.
+    login_rate_limit: str = Field(DEFAULT_LOGIN_RATE_LIMIT, pattern=_RATE_LIMIT)
+    login_ip_rate_limit: str = Field(DEFAULT_LOGIN_IP_RATE_LIMIT, pattern=_RATE_LIMIT)
+    key_create_rate_limit: str = Field(DEFAULT_KEY_CREATE_RATE_LIMIT, pattern=_RATE_LIMIT)
+    # Peers (addresses or CIDRs) whose X-Forwarded-For is believed: a reverse proxy in front.
+    trusted_proxies: tuple[str, ...] = ()
+    # Scopes a member's login session carries (admins hold "admin", which covers all).
+    member_scopes: tuple[str, ...] = DEFAULT_MEMBER_SCOPES
+    # How long a resolved API key or access token is reused without asking the database; also
+    # how long a revocation may take to be seen by this process (S7). At most 1 s.
+    credential_cache_ttl_s: float = Field(1.0, ge=0, le=1.0)
+    # Browser origins allowed to call the API (exact "https://host[:port]"); none by default.
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    # /docs, /redoc, /openapi.json and /metrics: open, behind a credential, or answered 404.
+    docs_exposure: Exposure = "public"
+    metrics_exposure: Exposure = "public"
+    # Dev mode only: on first start with no users, create an admin and a development key.
+    dev_bootstrap: bool = True
+
+    @field_validator("rate_limits", "model_rate_limits")
+    @classmethod
+    def _check_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, rule in value.items():
+            if not re.match(_RATE_LIMIT, rule):
+                raise ValueError(f"rate limit for {name!r} must look like '100/second;10000/day'")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not re.match(r"^https?://[^/\s*]+$", origin):
+                raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port]")
+        return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> AuthConfig:
+        # Browsers refuse it anyway, and reflecting any Origin instead would hand every site
+        # the user's credentials (S15).
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins may not contain '*' when cors_allow_credentials is on")
+        return self
+
+
+DEFAULT_METRICS_HOST = "127.0.0.1"
+DEFAULT_SAMPLE_INTERVAL_S = 5.0
+DEFAULT_PREDLOG_RETENTION_DAYS = 7.0
+DEFAULT_PREDLOG_MAX_BYTES = 64 * 1024
+DEFAULT_PREDLOG_QUEUE = 10_000
+DEFAULT_PREDLOG_FLUSH_S = 1.0
 
 
 class ObservabilityConfig(BaseModel):
-    """Metrics, traces, logs, Sentry and the prediction log. Owned by `modelserve.observability`."""
+    """Metrics, traces, logs, Sentry and the prediction log. Owned by `modelserve.observability`.
+
+    Tracing has no switch here on purpose: it is configured by the standard `OTEL_*` variables
+    (an OTLP endpoint or `OTEL_TRACES_EXPORTER`) and is off without them. docs/observability.md
+    explains every field.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metrics_enabled: bool = True
+    # A separate, internal port for /metrics (then /metrics is not served on the public port).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = DEFAULT_METRICS_HOST
+    # How often each process refreshes its live gauges (queue depth, busy replicas, RSS...).
+    sample_interval_s: float = Field(DEFAULT_SAMPLE_INTERVAL_S, gt=0, le=300)
+    # "auto": JSON in prod mode, readable lines in dev mode.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # None: the server's log level (`--log-level`).
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
+    access_log: bool = True
+    # Also read from MODELSERVE_SENTRY_DSN. Never logged; events are scrubbed before sending.
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str | None = Field(None, max_length=64)
+    # Prediction log: the share of each model's requests stored with their input and output.
+    predlog_sample_rate: float = Field(0.0, ge=0.0, le=1.0)
+    predlog_sample_rates: dict[str, float] = Field(default_factory=dict)
+    predlog_retention_days: float = Field(DEFAULT_PREDLOG_RETENTION_DAYS, gt=0, le=3650)
+    # Bodies larger than this are stored as null (the row still counts for stats).
+    predlog_max_bytes: int = Field(DEFAULT_PREDLOG_MAX_BYTES, ge=0)
+    predlog_queue: int = Field(DEFAULT_PREDLOG_QUEUE, ge=1)
+    predlog_flush_interval_s: float = Field(DEFAULT_PREDLOG_FLUSH_S, gt=0, le=60)
+
+    @field_validator("predlog_sample_rates")
+    @classmethod
+    def _rates_are_shares(cls, value: dict[str, float]) -> dict[str, float]:
+        for model, rate in value.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"sample rate of {model!r} must be between 0 and 1")
+        return value
+
+    def predlog_rate(self, model: str) -> float:
+        """The prediction-log sample rate of one model."""
+        return self.predlog_sample_rates.get(model, self.predlog_sample_rate)
+
+    @property
+    def predlog_enabled(self) -> bool:
+        """True when any model is sampled into the prediction log."""
+        return self.predlog_sample_rate > 0 or any(
+            r > 0 for r in self.predlog_sample_rates.values()
+        )
+
+
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+DEFAULT_MAX_ARCHIVE_FILES = 1000
+DEFAULT_MAX_UNPACKED_BYTES = 4 * 1024**3
+DEFAULT_SERVE_ALIAS = "production"
+DEFAULT_RECONCILE_INTERVAL_S = 1.0
+DEFAULT_SHADOW_BUFFER = 1000
+DEFAULT_MAX_PAGE_SIZE = 100
 
 
 class RegistryConfig(BaseModel):
@@ -83,6 +227,20 @@ class RegistryConfig(BaseModel):
 
     # Artifacts live under <data_dir>/artifacts unless set.
     artifact_dir: Path | None = None
+    # One uploaded file or archive, as sent (uploads bypass `http.max_body_bytes`).
+    max_upload_bytes: int = Field(DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    # Archive bombs (V13): caps on what an uploaded zip/tar may unpack to, counted while unpacking.
+    max_archive_files: int = Field(DEFAULT_MAX_ARCHIVE_FILES, gt=0)
+    max_unpacked_bytes: int = Field(DEFAULT_MAX_UNPACKED_BYTES, gt=0)
+    # `serve --registry` serves the version this alias points at (plus the model's canary/shadow).
+    serve_alias: str = Field(DEFAULT_SERVE_ALIAS, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    # How often each server process checks the database for registry changes made elsewhere
+    # (another worker, another node, the CLI).
+    reconcile_interval_s: float = Field(DEFAULT_RECONCILE_INTERVAL_S, gt=0, le=3600)
+    # Shadow comparisons kept in memory per model and process.
+    shadow_buffer: int = Field(DEFAULT_SHADOW_BUFFER, ge=1, le=1_000_000)
+    # Largest `limit` a registry list accepts (API4).
+    max_page_size: int = Field(DEFAULT_MAX_PAGE_SIZE, ge=1, le=10_000)
 
 
 class Settings(BaseSettings):

@@ -7,6 +7,7 @@ reached, 2 when the command line itself is wrong (unreadable input file, JSON th
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -126,10 +127,11 @@ def send(
     *,
     api_key: str | None,
     timeout: float,
-    content: bytes | None = None,
+    content: bytes | Iterator[bytes] | None = None,
     headers: dict[str, str] | None = None,
+    allow: Collection[int] = (),
 ) -> httpx.Response:
-    """Make one request; exit with a clear message unless the answer is 2xx."""
+    """Make one request; exit with a clear message unless the answer is 2xx (or in `allow`)."""
     all_headers = {"accept": "application/json", **(headers or {})}
     if api_key:
         all_headers["authorization"] = f"Bearer {api_key}"
@@ -146,7 +148,7 @@ def send(
         usage_error(f"bad --url {url!r}: {exc}")
     except httpx.HTTPError as exc:
         failed(f"request to {base} failed: {exc}")
-    if response.is_error:
+    if response.is_error and response.status_code not in allow:
         report_http_error(response)
     return response
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from modelserve.config import Settings
 from modelserve.errors import ConfigError
 from modelserve.http.app import ModelserveApp, create_app
+from modelserve.http.registry_routes import RegistryExtension
 from modelserve.service.loader import load_target
 from modelserve.service.spec import ServiceSpec
 
@@ -38,16 +39,28 @@ class ServePlan:
 
     targets: tuple[str, ...]
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # Also serve what the registry's served alias points at (`serve --registry`).
+    registry: bool = False
 
     def to_json(self) -> str:
         """Encode for an environment variable."""
-        return json.dumps({"targets": list(self.targets), "overrides": dict(self.overrides)})
+        return json.dumps(
+            {
+                "targets": list(self.targets),
+                "overrides": dict(self.overrides),
+                "registry": self.registry,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ServePlan:
         """Decode what `to_json` wrote."""
         data = json.loads(text)
-        return cls(targets=tuple(data["targets"]), overrides=data["overrides"])
+        return cls(
+            targets=tuple(data["targets"]),
+            overrides=data["overrides"],
+            registry=bool(data.get("registry", False)),
+        )
 
     def settings(self) -> Settings:
         """Build Settings: flags win over `MODELSERVE_*` variables, which win over defaults.
@@ -107,7 +120,23 @@ def build_app() -> ModelserveApp:
             f"{PLAN_ENV_VAR} is not set: start servers with `modelserve serve`, which sets it"
         )
     plan = ServePlan.from_json(text)
-    return create_app(plan.settings(), services=plan.specs())
+    return server_app(plan.settings(), plan.specs(), registry=plan.registry)
+
+
+def server_app(
+    settings: Settings, specs: Sequence[ServiceSpec], *, registry: bool
+) -> ModelserveApp:
+    """The app of one server process: the specs, the registry API, and (with `registry`)
+    whatever the registry's served alias points at."""
+    extension = RegistryExtension(settings, serve=registry)
+    app = create_app(
+        settings,
+        services=specs,
+        on_startup=[extension.startup],
+        on_shutdown=[extension.shutdown],
+    )
+    extension.install(app)
+    return app
 
 
 def _allow_local_modules() -> None:

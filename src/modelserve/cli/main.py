@@ -7,8 +7,13 @@ from typing import Annotated
 import typer
 
 from modelserve import __version__
-from modelserve.cli.client import models, predict
+from modelserve.cli.client import predict
+from modelserve.cli.db import app as db_app
+from modelserve.cli.keys import app as keys_app
+from modelserve.cli.registry import app as models_app
 from modelserve.cli.serve import serve
+from modelserve.cli.stats import stats
+from modelserve.cli.users import app as users_app
 
 app = typer.Typer(
     name="modelserve",
@@ -20,7 +25,11 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(predict)
-app.command()(models)
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+app.command()(stats)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 
 def _print_version(value: bool) -> None:

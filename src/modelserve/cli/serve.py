@@ -20,10 +20,15 @@ import typer
 import uvicorn
 import uvicorn.config
 
-from modelserve.cli.factory import ServePlan, absolute_targets, load_specs, publish
+from modelserve.cli.factory import (
+    ServePlan,
+    absolute_targets,
+    load_specs,
+    publish,
+    server_app,
+)
 from modelserve.config import Settings
 from modelserve.errors import ModelserveError
-from modelserve.http.app import create_app
 from modelserve.service.spec import ServiceSpec
 
 FACTORY = "modelserve.cli.factory:build_app"
@@ -41,11 +46,19 @@ class LogLevel(enum.StrEnum):
 
 
 TargetsArg = Annotated[
-    list[str],
+    list[str] | None,
     typer.Argument(
         metavar="TARGET",
         help="Services to serve: path/file.py, path/file.py:Class, pkg.module or pkg.module:Class.",
         show_default=False,
+    ),
+]
+RegistryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--registry",
+        help="Also serve the model registry: every model's `production` alias (and its canary"
+        " and shadow), following changes while running.",
     ),
 ]
 HostOpt = Annotated[
@@ -97,7 +110,8 @@ MaxBodyOpt = Annotated[
 
 
 def serve(
-    targets: TargetsArg,
+    targets: TargetsArg = None,
+    registry: RegistryOpt = False,
     host: HostOpt = None,
     port: PortOpt = None,
     workers: WorkersOpt = None,
@@ -108,6 +122,9 @@ def serve(
     max_body_bytes: MaxBodyOpt = None,
 ) -> None:
     """Serve the Service classes found in TARGET(s) over HTTP until SIGTERM or Ctrl+C."""
+    targets = targets or []
+    if not targets and not registry:
+        fail("give at least one TARGET to serve, or --registry")
     server = {
         "host": host,
         "port": port,
@@ -120,7 +137,7 @@ def serve(
         overrides["http"] = {"max_body_bytes": max_body_bytes}
     if device is not None:
         overrides["device"] = device
-    plan = ServePlan(targets=absolute_targets(targets), overrides=overrides)
+    plan = ServePlan(targets=absolute_targets(targets), overrides=overrides, registry=registry)
 
     try:
         settings = plan.settings()
@@ -146,7 +163,7 @@ def serve(
         _run(FACTORY, settings, workers=settings.server.workers)
     else:
         try:
-            app = create_app(settings, services=specs)
+            app = server_app(settings, specs, registry=registry)
         except ModelserveError as exc:
             fail(exc.message)
         _run(app, settings)

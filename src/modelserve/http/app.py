@@ -17,6 +17,7 @@ from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
 from modelserve.http.openapi import build_model_docs_router
 from modelserve.http.predict import PredictEndpoint, match
+from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
 from modelserve.runtime.manager import (
     ModelRuntime,
@@ -137,6 +138,8 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=settings.http.max_body_bytes,
         max_headers=settings.http.max_headers,
+        # Artifact uploads stream to disk under their own, larger cap.
+        body_limits={UPLOADS_PATH: settings.registry.max_upload_bytes},
     )
     return app
 

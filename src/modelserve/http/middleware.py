@@ -5,6 +5,8 @@ The predict fast path does the same inline (see `http/predict.py`) to skip a mid
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from modelserve.errors import PayloadTooLargeError, TooManyHeadersError
 from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, header, request_id_from
 from modelserve.http.errors import render_error
@@ -14,10 +16,19 @@ from modelserve.types import ASGIApp, Message, Receive, Scope, Send
 class RequestContextMiddleware:
     """Tags every non-predict request with a request id (echoed back) and caps body size."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_headers: int = 100) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_headers: int = 100,
+        body_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_headers = max_headers
+        # Exact paths with their own cap (artifact uploads stream far more than a request).
+        self.body_limits = dict(body_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -26,7 +37,7 @@ class RequestContextMiddleware:
         request_id = scope.get(REQUEST_ID_KEY) or request_id_from(scope["headers"])
         scope[REQUEST_ID_KEY] = request_id
         encoded = request_id.encode("ascii")
-        limit = self.max_body_bytes
+        limit = self.body_limits.get(scope["path"], self.max_body_bytes)
         received = 0
 
         async def limited_receive() -> Message:

@@ -3,3 +3,9 @@
 One module per domain: `registry.py` (models, versions, aliases, traffic), `auth.py` (users,
 API keys, refresh tokens, audit events), `predictions.py` (the sampled prediction log).
 """
+
+from modelserve.db.tables import (
+    auth,  # noqa: F401
+    predictions,  # noqa: F401
+    registry,  # noqa: F401
+)

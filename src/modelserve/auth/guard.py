@@ -1,0 +1,182 @@
+"""Reading who a request is from, and the `PredictGuard` the predict fast path calls.
+
+Credentials come only from headers: `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`.
+Any other scheme (`Basic` included) is refused, as are two different credentials in one request;
+query strings and bodies are never read for credentials (S8). The client address for login
+limits is the TCP peer, unless the peer is a configured trusted proxy, in which case the
+right-most untrusted address of X-Forwarded-For is used (a client cannot spoof past a proxy).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from modelserve.auth.audit import NO_META, AuditEvent, AuditLog, Outcome
+from modelserve.auth.principals import Authenticator
+from modelserve.auth.ratelimit import NO_RULES, MemoryRateLimiter, RateLimiter, Rules, parse_rules
+from modelserve.config import AuthConfig
+from modelserve.errors import AuthenticationError, PermissionDeniedError
+from modelserve.types import Principal
+
+Headers = Sequence[tuple[bytes, bytes]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MISSING_CREDENTIALS = "credentials required: send `Authorization: Bearer <key or token>`"
+INVALID_CREDENTIALS = "invalid or expired credentials"
+MAX_CREDENTIAL_BYTES = 4096
+
+
+def credential_from_headers(headers: Headers) -> bytes | None:
+    """The bearer credential of a request, None when there is none; AuthenticationError for a
+    malformed, non-Bearer or ambiguous one."""
+    authorization: bytes | None = None
+    api_key: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if authorization is not None:
+                raise AuthenticationError(INVALID_CREDENTIALS)
+            authorization = value
+        elif name == b"x-api-key":
+            if api_key is not None:
+                raise AuthenticationError(INVALID_CREDENTIALS)
+            api_key = value
+    if authorization is not None:
+        scheme, _, token = authorization.partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            raise AuthenticationError(INVALID_CREDENTIALS)
+        if api_key is not None and api_key.strip() != token:
+            raise AuthenticationError(INVALID_CREDENTIALS)
+        credential = token
+    elif api_key is not None:
+        credential = api_key.strip()
+        if not credential:
+            raise AuthenticationError(INVALID_CREDENTIALS)
+    else:
+        return None
+    if len(credential) > MAX_CREDENTIAL_BYTES:
+        raise AuthenticationError(INVALID_CREDENTIALS)
+    return credential
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """Trusted proxy addresses or CIDRs."""
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
+) -> str | None:
+    """The client's address: the peer, or what a trusted proxy says it forwarded for."""
+    if peer is None or not trusted or not forwarded_for or not _inside(peer, trusted):
+        return peer
+    client = peer
+    for hop in reversed(forwarded_for.split(",")):
+        try:
+            address = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            return client  # garbage from further left is the client's own doing
+        client = str(address)
+        if not _inside(client, trusted):
+            return client
+    return client
+
+
+def _inside(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+class RatePolicy:
+    """Which rules apply to what, parsed once from settings."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self._families = {name: parse_rules(text) for name, text in config.rate_limits.items()}
+        self._models = {name: parse_rules(text) for name, text in config.model_rate_limits.items()}
+        self._predict = self._families.get("predict", NO_RULES)
+        self.login = parse_rules(config.login_rate_limit)
+        self.login_ip = parse_rules(config.login_ip_rate_limit)
+        self.key_create = parse_rules(config.key_create_rate_limit)
+
+    def predict(self, model: str) -> tuple[str, Rules]:
+        """(counter namespace, rules) for predicting with `model`: its own rule, else the
+        family's, counted over all models."""
+        rules = self._models.get(model)
+        if rules is not None:
+            return "predict:" + model, rules
+        return "predict", self._predict
+
+    def family(self, family: str) -> Rules:
+        """Rules of a scope family ("registry", ...); none when not configured."""
+        return self._families.get(family, NO_RULES)
+
+
+class AuthGuard:
+    """The `PredictGuard`: authenticate, check `predict:<model>`, count against rate limits."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        policy: RatePolicy,
+        audit: AuditLog,
+    ) -> None:
+        self._authenticator = authenticator
+        self._limiter = limiter
+        # The memory limiter is called without a coroutine on the hot path.
+        self._memory = limiter if isinstance(limiter, MemoryRateLimiter) else None
+        self._policy = policy
+        self._audit = audit
+
+    async def authenticate(self, headers: Headers) -> Principal:
+        """The Principal of a request's credential; AuthenticationError when absent or bad."""
+        credential = credential_from_headers(headers)
+        if credential is None:
+            raise AuthenticationError(MISSING_CREDENTIALS)
+        return await self._authenticator.authenticate(credential)
+
+    async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
+        """Who is calling, or raise why they may not predict with `model`.
+
+        Runs on every predict request: a cached credential costs no await and no I/O.
+        """
+        credential = credential_from_headers(headers)
+        if credential is None:
+            raise AuthenticationError(MISSING_CREDENTIALS)
+        principal = self._authenticator.cached(credential)
+        if principal is None:
+            principal = await self._authenticator.authenticate(credential)
+        scopes = principal.scopes
+        if "predict:*" not in scopes and not principal.has_scope("predict:" + model):
+            self._audit.record_soon(
+                AuditEvent.PERMISSION_DENIED,
+                actor=principal,
+                meta=NO_META,
+                outcome=Outcome.DENIED,
+                target_type="model",
+                target_id=model[:64],
+                details={"scope": "predict"},
+            )
+            raise PermissionDeniedError(f"this credential may not predict with {model!r}")
+        namespace, rules = self._policy.predict(model)
+        if rules:
+            if self._memory is not None:
+                self._memory.check_and_hit(f"{namespace}|{principal.rate_key}", rules)
+            else:
+                await self._limiter.hit(f"{namespace}|{principal.rate_key}", rules)
+        return principal
+
+    async def limit(self, principal: Principal, namespace: str, rules: Rules) -> None:
+        """Count one request of `principal` against `rules` (RateLimitedError when over)."""
+        if not rules:
+            return
+        key = f"{namespace}|{principal.rate_key}"
+        if self._memory is not None:
+            self._memory.check_and_hit(key, rules)
+        else:
+            await self._limiter.hit(key, rules)

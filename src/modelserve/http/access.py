@@ -1,0 +1,83 @@
+"""Plain ASGI middleware that reports every non-predict request to the request observers.
+
+The predict fast path builds its own `RequestRecord`s (see `http/predict.py`); this does the
+same for the FastAPI routes, with the route template Starlette resolved (`scope["route"]`),
+never the raw path, so metrics stay bounded and URLs with secrets in them are never recorded.
+Add it last (outermost), so requests refused by other middleware are counted too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from modelserve.http.context import REQUEST_ID_KEY
+from modelserve.http.predict import PRINCIPAL_KEY
+from modelserve.types import (
+    ASGIApp,
+    Message,
+    Principal,
+    Receive,
+    RequestObserver,
+    RequestRecord,
+    Scope,
+    Send,
+)
+
+logger = logging.getLogger("modelserve.http")
+
+UNMATCHED = "unmatched"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template ("/v1/models/{name}"), or "unmatched"."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) and template else UNMATCHED
+
+
+class AccessMiddleware:
+    """Times each HTTP request and hands a RequestRecord to every observer when it ends."""
+
+    def __init__(self, app: ASGIApp, *, observers: Sequence[RequestObserver]) -> None:
+        self.app = app
+        self.observers = tuple(observers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.observers:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        # A request that ends without a response (the app raised, the client left) counts as
+        # the 500 the server would have sent.
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self._report(scope, status, time.perf_counter() - started)
+
+    def _report(self, scope: Scope, status: int, duration_s: float) -> None:
+        # Left in the scope by the auth dependency, when the route authenticated its caller.
+        principal = scope.get(PRINCIPAL_KEY)
+        request_id = scope.get(REQUEST_ID_KEY)
+        record = RequestRecord(
+            method=scope.get("method", "GET"),
+            route=route_template(scope),
+            status=status,
+            duration_s=duration_s,
+            request_id=request_id if isinstance(request_id, str) else "",
+            principal=principal if isinstance(principal, Principal) else None,
+        )
+        for observer in self.observers:
+            try:
+                observer.on_request(record)
+            except Exception:  # an observer must never break serving
+                logger.exception("request observer failed")
