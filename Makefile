@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/modelserve serve examples/iris.py examples/embeddings.py examples/digits.py --port $(PORT)
+	HF_HUB_OFFLINE=1 $(BIN)/modelserve serve examples/iris.py examples/embeddings.py examples/digits.py --registry --port $(PORT)
 
 test: $(STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -25,6 +25,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 _DATA_DIR = tempfile.mkdtemp(prefix="modelserve-tests-")
 os.environ.setdefault("MODELSERVE_DATA_DIR", _DATA_DIR)
 atexit.register(shutil.rmtree, _DATA_DIR, True)
+# Serving tests run without authentication; tests/auth turns it on with explicit settings, and
+# tests that check the product as shipped (README, registry docs) turn it on for themselves.
+os.environ.setdefault("MODELSERVE_AUTH__ENABLED", "false")
 
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
 POSTGRES_ADMIN_URL = os.environ.get(

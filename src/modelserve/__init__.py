@@ -32,7 +32,7 @@ from modelserve.service.loader import load_target
 from modelserve.service.spec import ServiceSpec
 
 if TYPE_CHECKING:
-    from modelserve.http.app import create_app
+    from modelserve.http.assembly import create_app
 
 __version__ = "0.1.0"
 
@@ -41,7 +41,7 @@ def __getattr__(name: str) -> Any:
     # create_app pulls in FastAPI; model worker processes import this package too and should
     # not pay for the web stack on every (re)start.
     if name == "create_app":
-        from modelserve.http.app import create_app
+        from modelserve.http.assembly import create_app
 
         return create_app
     raise AttributeError(f"module 'modelserve' has no attribute {name!r}")

@@ -20,7 +20,7 @@ from modelserve.auth.audit import RequestMeta
 from modelserve.config import AuthConfig
 from modelserve.db import migrate
 from modelserve.db.engine import Database
-from modelserve.http.app import create_app
+from modelserve.http.app import build_app as build_core_app
 from modelserve.http.auth_routes import build_auth_router
 from modelserve.http.exposure import ExposureMiddleware, cors_middleware
 from modelserve.schemas.auth import UserCreate
@@ -108,7 +108,7 @@ def build_app(settings: Settings, services: Sequence[Any] = (), **auth_kwargs: A
     async def stop(_app: FastAPI) -> None:
         await auth.close()
 
-    app = create_app(
+    app = build_core_app(
         settings,
         services,
         guard=auth.guard,

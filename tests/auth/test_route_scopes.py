@@ -29,7 +29,7 @@ def route_scopes(route: APIRoute, extra: list[Any]) -> set[str]:
 
 
 # Families that declare scopes with http/deps.py; others add themselves as they adopt it.
-CHECKED_FAMILIES = ("/v1/auth", "/v1/users", "/v1/keys", "/v1/audit")
+CHECKED_FAMILIES = ("/v1/auth", "/v1/users", "/v1/keys", "/v1/audit", "/v1/models")
 
 
 def test_every_auth_route_declares_its_scope(lite: AuthClient) -> None:
@@ -39,13 +39,13 @@ def test_every_auth_route_declares_its_scope(lite: AuthClient) -> None:
     assert undeclared == []
 
 
-def test_only_login_and_refresh_are_public(lite: AuthClient) -> None:
+def test_only_login_refresh_and_health_probes_are_public(lite: AuthClient) -> None:
     public = {
         path
         for path, route, extra in api_routes(lite.app)
         if "public" in route_scopes(route, extra)
     }
-    assert public == {"/v1/auth/token", "/v1/auth/refresh"}
+    assert public == {"/v1/auth/token", "/v1/auth/refresh", "/livez", "/readyz"}
 
 
 def test_openapi_documents_the_security_schemes(lite: AuthClient) -> None:

@@ -152,10 +152,10 @@ class Recorder:
 
 
 def test_guard_runs_first_and_observers_see_every_answer() -> None:
-    from modelserve import create_app
+    from modelserve.http.app import build_app
 
     guard, recorder = Guard(), Recorder()
-    app = create_app(services=[Scale], guard=guard, observers=[recorder])
+    app = build_app(services=[Scale], guard=guard, observers=[recorder])
     with TestClient(app) as client:
         run(client, runtime_of(client).wait_loaded())
         denied = client.post("/v1/models/nope/predict", json={"x": 1})

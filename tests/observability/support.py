@@ -16,8 +16,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from modelserve import Settings, create_app
+from modelserve import Settings
 from modelserve.http.access import AccessMiddleware
+from modelserve.http.app import build_app
 from modelserve.http.observability_routes import build_observability_router
 from modelserve.observability import Observability
 from modelserve.types import PredictGuard
@@ -30,7 +31,7 @@ def observed_app(
     guard: PredictGuard | None = None,
     observability: Observability | None = None,
 ) -> tuple[FastAPI, Observability]:
-    """`create_app` plus every observability hook."""
+    """The serving core (`build_app`) plus every observability hook."""
     obs = observability or Observability(settings)
     observers = obs.request_observers()
 
@@ -40,7 +41,7 @@ def observed_app(
     async def stop(app: FastAPI) -> None:
         await obs.stop()
 
-    app = create_app(
+    app = build_app(
         settings,
         services,
         observer_factory=obs.observer_factory,

@@ -19,7 +19,6 @@ from sqlalchemy import create_engine, text
 from modelserve import Settings, create_app
 from modelserve.config import RegistryConfig
 from modelserve.db import migrate
-from modelserve.http.registry_routes import RegistryExtension
 from modelserve.registry.deployer import RegistryDeployer
 from modelserve.runtime.manager import ModelRuntime
 
@@ -132,11 +131,7 @@ def registry_app(database_url: str, tmp_path: Path) -> Factory:
             server={"graceful_timeout_s": 5.0},  # type: ignore[arg-type]
             http={"max_body_bytes": max_body_bytes},  # type: ignore[arg-type]
         )
-        extension = RegistryExtension(settings, serve=serve)
-        app = create_app(
-            settings, services, on_startup=[extension.startup], on_shutdown=[extension.shutdown]
-        )
-        extension.install(app)
+        app = create_app(settings, services, serve_registry=serve)
         with TestClient(app, raise_server_exceptions=False) as client:
             api = RegistryClient(client, app)
             if api.deployer is not None:

@@ -58,6 +58,9 @@ def registry_server(
         "MODELSERVE_DATA_DIR": str(tmp_dir / "data"),
         # Module references like tests.registry.services resolve from the repository.
         "PYTHONPATH": str(REPO),
+        # As the test session says (off for serving tests, see tests/conftest.py) unless the
+        # caller asks for it.
+        "MODELSERVE_AUTH__ENABLED": os.environ.get("MODELSERVE_AUTH__ENABLED", "true"),
         **(env or {}),
     }
     command = [

@@ -75,13 +75,18 @@ def auth_headers(server: RegistryServer, data_dir: Path) -> tuple[dict[str, str]
 def test_worked_example_runs_as_written(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     script = doc_script()
-    with registry_server(tmp_path, targets=["examples/iris.py"]) as server:
+    # As shipped: auth on, and the dev key written by the first start.
+    shipped = {
+        "MODELSERVE_AUTH__ENABLED": "true",
+        "MODELSERVE_AUTH__ARGON2_MEMORY_KIB": "64",
+        "MODELSERVE_AUTH__ARGON2_TIME_COST": "1",
+    }
+    with registry_server(tmp_path, targets=["examples/iris.py"], env=shipped) as server:
         data_dir = tmp_path / "data"
         headers, enforced = auth_headers(server, data_dir)
-        if not enforced:
-            # A server without auth wired has no dev key to print; the rest runs unchanged.
-            assert DEV_KEY_LINE in script
-            script = script.replace(DEV_KEY_LINE, "export MODELSERVE_API_KEY=")
+        assert enforced
+        assert headers
+        assert DEV_KEY_LINE in script
         port = server.url.rsplit(":", 1)[1]
         script = script.replace("localhost:8000", f"127.0.0.1:{port}")
         env = {

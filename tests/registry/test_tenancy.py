@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from modelserve import Settings, create_app
+from modelserve import Settings
 from modelserve.auth import AuthSystem
 from modelserve.db.engine import Database
+from modelserve.http.app import build_app
 from modelserve.http.auth_routes import build_auth_router
 from modelserve.http.registry_routes import RegistryExtension
 from tests.auth.support import AuthClient, auth_config
@@ -36,7 +37,7 @@ def secured(database_url: str, tmp_path: Path) -> Iterator[AuthClient]:
         await registry.shutdown(app)  # type: ignore[arg-type]
         await auth.close()
 
-    app = create_app(
+    app = build_app(
         settings, guard=auth.guard, database=database, on_startup=[start], on_shutdown=[stop]
     )
     app.state.auth = auth

@@ -30,7 +30,9 @@ from modelserve.errors import ConflictError
 
 DEV_CREDENTIALS_FILE = "dev-credentials.json"
 DEV_ADMIN = "admin"
-DEV_KEY_SCOPES = ("predict:*", "registry:read")
+# Enough to run the README and the registry walkthrough (push, promote, roll back) locally;
+# never created outside dev mode.
+DEV_KEY_SCOPES = ("predict:*", "registry:read", "registry:write")
 
 
 @dataclass(frozen=True, slots=True)

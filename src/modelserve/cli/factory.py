@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from modelserve.config import Settings
 from modelserve.errors import ConfigError
-from modelserve.http.app import ModelserveApp, create_app
-from modelserve.http.registry_routes import RegistryExtension
+from modelserve.http.app import ModelserveApp
+from modelserve.http.assembly import create_app
 from modelserve.service.loader import load_target
 from modelserve.service.spec import ServiceSpec
 
@@ -126,17 +126,9 @@ def build_app() -> ModelserveApp:
 def server_app(
     settings: Settings, specs: Sequence[ServiceSpec], *, registry: bool
 ) -> ModelserveApp:
-    """The app of one server process: the specs, the registry API, and (with `registry`)
-    whatever the registry's served alias points at."""
-    extension = RegistryExtension(settings, serve=registry)
-    app = create_app(
-        settings,
-        services=specs,
-        on_startup=[extension.startup],
-        on_shutdown=[extension.shutdown],
-    )
-    extension.install(app)
-    return app
+    """The app of one server process: the specs, auth, the registry API, and (with
+    `registry`) whatever the registry's served alias points at."""
+    return create_app(settings, services=specs, serve_registry=registry)
 
 
 def _allow_local_modules() -> None:

@@ -20,6 +20,7 @@ import typer
 import uvicorn
 import uvicorn.config
 
+from modelserve.auth.signing import check_auth_settings
 from modelserve.cli.factory import (
     ServePlan,
     absolute_targets,
@@ -141,6 +142,8 @@ def serve(
 
     try:
         settings = plan.settings()
+        # Before binding a port: a production server with unsafe auth settings never listens.
+        check_auth_settings(settings)
     except ModelserveError as exc:
         fail(exc.message)
     if reload and settings.server.workers > 1:

@@ -27,7 +27,7 @@ from modelserve.runtime.manager import (
 )
 from modelserve.service.base import Service
 from modelserve.service.spec import ServiceSpec
-from modelserve.types import PredictGuard, Receive, RequestObserver, Scope, Send
+from modelserve.types import ASGIApp, PredictGuard, Receive, RequestObserver, Scope, Send
 
 logger = logging.getLogger("modelserve")
 
@@ -40,8 +40,17 @@ class ModelserveApp(FastAPI):
     """FastAPI with the predict fast path in front of Starlette's routing and middleware."""
 
     predict_endpoint: PredictEndpoint
+    # Wrappers that must see predict requests too (CORS), around `dispatch`; None: none.
+    entry: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.entry is not None:
+            await self.entry(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The predict fast path, or FastAPI for everything else."""
         if scope["type"] == "http" and scope["method"] == "POST":
             found = match(scope["path"])
             if found is not None:
@@ -50,7 +59,7 @@ class ModelserveApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(
+def build_app(
     settings: Settings | None = None,
     services: Iterable[type[Service[Any, Any]] | ServiceSpec] = (),
     *,
@@ -62,7 +71,8 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> ModelserveApp:
-    """Build the HTTP app serving `services` (Service classes or ServiceSpecs).
+    """The serving core: models, predict fast path, catalogue and health routes; no auth,
+    registry or observability (`create_app` adds those). For embedding and tests.
 
     On start (ASGI lifespan) the database is migrated (SQLite, or when `auto_migrate`) or
     checked to be at the schema this release needs (PostgreSQL: refuses to start otherwise),
@@ -79,6 +89,7 @@ def create_app(
         device=settings.device,
         replica_factory=replica_factory,
         observer_factory=observer_factory,
+        shadow_buffer=settings.registry.shadow_buffer,
     )
     if database is None:
         database = Database(
@@ -96,16 +107,18 @@ def create_app(
         try:
             yield
         finally:
+            # Hooks first, newest first: e.g. the registry deployer must stop before the
+            # runtime, or a reconcile in flight could load a version into a stopping runtime.
+            for hook in reversed(on_shutdown):
+                try:
+                    await hook(app)
+                except Exception:
+                    logger.exception("shutdown hook failed")
             logger.info("draining in-flight requests")
             # The server already waited up to the graceful timeout for in-flight requests before
             # the lifespan ends, so what is left belongs to requests that are answered or cut
             # off: a short drain lets running batches finish without doubling the shutdown time.
             await runtime.stop(min(settings.server.graceful_timeout_s, LIFESPAN_DRAIN_S))
-            for hook in on_shutdown:
-                try:
-                    await hook(app)
-                except Exception:
-                    logger.exception("shutdown hook failed")
             await database.dispose()
             logger.info("stopped")
 

@@ -148,8 +148,15 @@ def _mark(dependency: Callable[..., Any], scope: str) -> None:
     dependency.required_scope = scope  # type: ignore[attr-defined]
 
 
+async def _predict_guarded() -> None:
+    # The predict routes authorize in the PredictGuard (`predict:<model>`), which the fast path
+    # and `PredictEndpoint.respond` call before reading the body; this only declares it.
+    return None
+
+
 _mark(_authenticated, "authenticated")
 _mark(_public, "public")
+_mark(_predict_guarded, "predict:<model>")
 
 Authenticated = Annotated[Principal, Depends(_authenticated)]
 """Any valid credential; what it may touch is decided by the service (object visibility)."""
@@ -158,6 +165,8 @@ RegistryReader = Annotated[Principal, require_scope("registry:read")]
 RegistryWriter = Annotated[Principal, require_scope("registry:write")]
 PUBLIC = Depends(_public)
 """`dependencies=[PUBLIC]` on a route that is open on purpose (login, health probes)."""
+PREDICT_GUARDED = Depends(_predict_guarded)
+"""`dependencies=[PREDICT_GUARDED]` on predict routes: the PredictGuard checks `predict:<model>`."""
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

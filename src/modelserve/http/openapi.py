@@ -14,6 +14,7 @@ from pydantic import BaseModel, create_model
 from starlette.responses import Response
 
 from modelserve.http.context import REQUEST_ID_KEY, new_request_id
+from modelserve.http.deps import PREDICT_GUARDED
 from modelserve.http.predict import PredictEndpoint
 from modelserve.runtime.manager import ModelRuntime
 from modelserve.schemas.wire import ErrorResponse, ItemErrorInfo
@@ -65,6 +66,7 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
                 summary=summary,
                 description=spec.description,
                 tags=[spec.name],
+                dependencies=[PREDICT_GUARDED],
                 name=f"{spec.name}:{'predict_batch' if is_batch else 'predict'}",
             )
     # Any model, including versions deployed later from the registry (their schemas are in
@@ -86,6 +88,7 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
             responses=ERROR_RESPONSES,
             summary=summary,
             tags=["predict"],
+            dependencies=[PREDICT_GUARDED],
             name=f"generic:{path}",
         )
     return router

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from modelserve.http.deps import PUBLIC, Authenticated
 from modelserve.http.errors import error_body
 from modelserve.runtime.manager import DeployedService, ModelRuntime
 from modelserve.schemas.wire import (
@@ -93,7 +94,7 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/models", tags=["models"], summary="List served models")
-    async def list_models(runtime: Runtime) -> ModelList:
+    async def list_models(runtime: Runtime, _: Authenticated) -> ModelList:
         data = [describe(m.primary, runtime) for m in runtime.models() if m.primary is not None]
         return ModelList(data=data, count=len(data))
 
@@ -103,10 +104,10 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         summary="Describe one model",
         responses={404: {"model": ErrorResponse}},
     )
-    async def get_model(name: str, runtime: Runtime) -> ModelInfo:
+    async def get_model(name: str, runtime: Runtime, _: Authenticated) -> ModelInfo:
         return describe(runtime.get(name), runtime)
 
-    @router.get("/livez", tags=["health"], summary="Process is alive")
+    @router.get("/livez", tags=["health"], summary="Process is alive", dependencies=[PUBLIC])
     async def livez() -> HealthStatus:
         # Answered on the event loop, which never runs model code: a busy model cannot delay it.
         return HealthStatus(status="ok")
@@ -116,6 +117,7 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         tags=["health"],
         summary="Every model is ready",
         responses={503: {"model": HealthStatus}},
+        dependencies=[PUBLIC],
     )
     async def readyz(runtime: Runtime) -> Response:
         models = {m.name: m.primary.status.value for m in runtime.models() if m.primary is not None}

@@ -5,18 +5,22 @@ latency, principal id and kind (the key or user id, never a credential), model, 
 error code. The fields are the server's own except the request id, which a client may choose,
 so only that one is scrubbed and the generic redaction pass is skipped.
 
-In JSON mode a request only queues its record and arrival time (a list append); the
-observability ticker renders the queued records with orjson, in the same shape as every other
-JSON log line (`event`, `level`, `logger`, `timestamp`, ...), and writes them with one system
-call every `MAX_DELAY_S` (and at shutdown and exit). At a line per request, structlog's
-per-call processor chain and a write per line were most of a small model's observability
-budget. A process killed outright loses at most its last `MAX_DELAY_S` of access lines. In
-console (development) mode each line goes through the ordinary pipeline at once.
+In JSON mode each line is rendered at once, in the same shape as every other JSON log line
+(`event`, `level`, `logger`, `timestamp`, ...): the part that repeats between requests of one
+kind (route, status, model, version, principal) is rendered with orjson once and kept, so a
+line costs one bytes format. Lines are queued as bytes (which the garbage collector does not
+track, so a queue does not make it run more often); the observability ticker writes the queue
+with one system call every `MAX_DELAY_S` (and at shutdown and exit).
+At a line per request, structlog's per-call processor chain and a write per line were most of a
+small model's observability budget. A process killed outright loses at most its last
+`MAX_DELAY_S` of access lines. In console (development) mode each line goes through the
+ordinary pipeline at once.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -36,10 +40,9 @@ if TYPE_CHECKING:
 
 ACCESS_LOGGER = "modelserve.access"
 MAX_DELAY_S = 0.25
-# Past this many queued records a request renders and writes the queue itself.
-MAX_PENDING = 4096
-
-Queued = tuple["RequestRecord", float, str | None]
+# Past this many queued lines a request writes the queue itself.
+MAX_PENDING = 2048
+MAX_SHARED = 4096
 
 _observers: weakref.WeakSet[AccessLogObserver] = weakref.WeakSet()
 
@@ -65,12 +68,13 @@ class AccessLogObserver:
         output = obs_logging.output
         self._file: BinaryIO | None = None
         self._log: Any = None
-        self._pending: list[Queued] = []
+        self._lines: list[bytes] = []
         # Records are queued on the event loop; `flush` may also run at exit from another
         # thread, so swapping the queue takes the lock.
         self._lock = threading.Lock()
         self._second = -1
-        self._prefix = ""
+        self._prefix = b""
+        self._shared: dict[tuple[Any, ...], bytes] = {}
         if output.level > logging.INFO:
             self.on_request = _ignore  # type: ignore[method-assign]
         elif output.fmt == "json" and output.binary is not None:
@@ -82,42 +86,80 @@ class AccessLogObserver:
     def on_request(self, record: RequestRecord) -> None:
         """Log one answered request."""
         if self._file is None:
-            self._log.info("request", **self.fields(record), **{obs_logging.PRE_REDACTED: True})
+            # Development: the ordinary pipeline, redaction step included.
+            self._log.info("request", **self.fields(record))
             return
-        trace_id = tracing.current_trace_id() if tracing.enabled else None
-        pending = self._pending
-        pending.append((record, time.time(), trace_id))
-        if len(pending) >= MAX_PENDING:
+        # Everything but the time, request id, latency and trace id repeats from request to
+        # request: that part of the line is rendered once per kind of request and kept.
+        principal = record.principal
+        key = (
+            record.route,
+            record.status,
+            record.model,
+            record.version,
+            record.method,
+            record.error_code,
+            principal.subject if principal is not None else None,
+            principal.kind if principal is not None else None,
+        )
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._render_shared(key, record)
+        at = time.time()
+        second = int(at)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        request_id = record.request_id
+        # Request ids are [A-Za-z0-9._:-]{1,128} (http/context.py): of the credential shapes
+        # only a key (ms_), a JWT (eyJ) or a key:value pair fit, besides registered secrets.
+        if redactor.has_secrets or "ms_" in request_id or "eyJ" in request_id or ":" in request_id:
+            request_id = redactor.text(request_id)
+        trace = b""
+        if tracing.enabled:
+            trace_id = tracing.current_trace_id()
+            if trace_id is not None:
+                trace = b',"trace_id":"%s"' % trace_id.encode()
+        lines = self._lines
+        lines.append(
+            b'{"event":"request","level":"info","logger":"modelserve.access",'
+            b'"timestamp":"%s.%06dZ","request_id":%s,"duration_ms":%.3f%s%s}'
+            % (
+                self._prefix,
+                int((at - second) * 1e6),
+                orjson.dumps(request_id),
+                record.duration_s * 1000.0,
+                shared,
+                trace,
+            )
+        )
+        if len(lines) >= MAX_PENDING:
+            self.flush()
+
+    def _render_shared(self, key: tuple[Any, ...], record: RequestRecord) -> bytes:
+        fields = self.fields(record)
+        del fields["request_id"], fields["duration_ms"]
+        shared = b"," + orjson.dumps(fields)[1:-1]
+        if len(self._shared) < MAX_SHARED:  # bounded: principals are many on a busy server
+            self._shared[key] = shared
+        return shared
+
+    def __del__(self) -> None:
+        # An observer dropped without a final flush (an app torn down early) keeps its lines.
+        with contextlib.suppress(Exception):
             self.flush()
 
     def flush(self) -> None:
-        """Render and write every queued line now (the ticker calls this every MAX_DELAY_S)."""
+        """Write every queued line now (the ticker calls this every MAX_DELAY_S)."""
         with self._lock:
-            pending, self._pending = self._pending, []
-        if not pending or self._file is None:
+            lines, self._lines = self._lines, []
+        if not lines or self._file is None:
             return
-        lines = []
-        for record, at, trace_id in pending:
-            fields = self.fields(record)
-            fields["event"] = "request"
-            fields["level"] = "info"
-            fields["logger"] = ACCESS_LOGGER
-            if trace_id is not None:
-                fields["trace_id"] = trace_id
-            fields["timestamp"] = self._timestamp(at)
-            lines.append(orjson.dumps(fields))
         try:
             self._file.write(b"\n".join(lines) + b"\n")
             self._file.flush()
         except (OSError, ValueError):  # stream closed at exit: nothing left to do
             pass
-
-    def _timestamp(self, at: float) -> str:
-        second = int(at)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((at - second) * 1e6):06d}Z"
 
     @staticmethod
     def fields(record: RequestRecord) -> dict[str, Any]:

@@ -43,10 +43,6 @@ def resolve_format(config: ObservabilityConfig, mode: str) -> LogFormat:
     return config.log_format
 
 
-# Set by the access log, whose events hold only fields it scrubbed itself.
-PRE_REDACTED = "_redacted"
-
-
 @dataclass(frozen=True, slots=True)
 class LogOutput:
     """Where and how this process logs, as `configure_logging` last set it."""
@@ -62,8 +58,6 @@ output = LogOutput("console", None, logging.INFO)
 
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: scrub credentials from every key and value of an event."""
-    if event_dict.pop(PRE_REDACTED, False):
-        return event_dict
     return redactor.mapping(event_dict)
 
 

@@ -48,18 +48,26 @@ _KV_NAMES = (
     r"api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|id[_-]?token|token|password|passwd"
     r"|pwd|secret|client[_-]?secret|key|auth|authorization|jwt|signature|sig|session"
 )
+# Before a bare `name: value` (prose, YAML), only names that cannot be anything but a secret:
+# "Auth: users, API keys" in a migration's title is not a credential.
+_STRONG_NAMES = (
+    r"api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|password|passwd|client[_-]?secret"
+)
+_VALUE = r"([^&\s\"',;})]+)"
 BASE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization-style values: "Bearer <token>", "Basic <base64>".
     (re.compile(r"(?i)\b(bearer|basic|digest|token|apikey)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2"),
     # JWTs anywhere (three base64url parts, the first always starts with '{"' -> "eyJ").
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), ""),
-    # key=value / "key": "value" with a sensitive key.
+    # key=value (query strings, forms, env) with a sensitive key.
+    (re.compile(r"(?i)((?:^|[?&;,\s\"'{(])(?:" + _KV_NAMES + r")\s*=\s*[\"']?)" + _VALUE), r"\1"),
+    # "key": "value" / 'key': 'value' (JSON, dict reprs) with a sensitive key.
     (
-        re.compile(
-            r"(?i)((?:^|[?&;,\s\"'{(])(?:" + _KV_NAMES + r")[\"']?\s*[=:]\s*[\"']?)([^&\s\"',;})]+)"
-        ),
+        re.compile(r"(?i)([\"'](?:" + _KV_NAMES + r")[\"']\s*:\s*[\"']?)" + _VALUE),
         r"\1",
     ),
+    # key: value for the unambiguous names.
+    (re.compile(r"(?i)((?:^|[\s{(,;])(?:" + _STRONG_NAMES + r"):\s*)" + _VALUE), r"\1"),
     # modelserve API keys (`ms_<12 hex>_<secret>`, see auth/keys.py), wherever they appear.
     (re.compile(r"ms_[0-9a-f]{12}_[A-Za-z0-9_-]{8,}"), ""),
     # Passwords in URLs: scheme://user:password@host.

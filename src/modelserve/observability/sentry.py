@@ -1,8 +1,9 @@
 """Optional error reporting to Sentry, with the same scrubbing as every other sink.
 
 Off unless a DSN is set (`MODELSERVE_OBSERVABILITY__SENTRY_DSN`, or `MODELSERVE_SENTRY_DSN`) and
-`sentry-sdk` is installed (`pip install modelserve[sentry]`). Sent with `send_default_pii=False`,
-without local variables and without request bodies; `before_send` and `before_breadcrumb` run
+`sentry-sdk` is installed (`pip install modelserve[sentry]`). Sent without PII (the SDK's
+default `send_default_pii=False`, with its EventScrubber), without local variables and without
+request bodies; `before_send` and `before_breadcrumb` run
 every event through the redaction step (headers, query strings, messages, exception values,
 breadcrumbs), so Sentry's own scrubbing is a second net, not the only one.
 """
@@ -70,7 +71,8 @@ def init_sentry(
         "dsn": dsn,
         "environment": environment,
         "release": release,
-        "send_default_pii": False,
+        # `send_default_pii` stays unset: False is the SDK's default, and this SDK line
+        # deprecates passing it (for `data_collection`, whose use would drop its scrubber).
         "include_local_variables": False,
         "max_request_body_size": "never",
         "before_send": scrub_event,

@@ -1,0 +1,92 @@
+"""`create_app`: the whole product in one ASGI app, assembled from settings.
+
+The serving core (`http/app.py::build_app`) plus, as the settings say: authentication, API keys
+and rate limits (`modelserve.auth`, on by default), the model registry's API and, with
+`serve_registry`, the deployer that serves what its aliases point at (`modelserve.registry`),
+docs/metrics exposure and CORS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+from modelserve.auth.signing import check_auth_settings
+from modelserve.auth.system import AuthSystem
+from modelserve.config import Settings
+from modelserve.db.engine import Database
+from modelserve.http.app import Hook, ModelserveApp, build_app
+from modelserve.http.auth_routes import build_auth_router
+from modelserve.http.exposure import ExposureMiddleware, cors_middleware
+from modelserve.http.registry_routes import RegistryExtension
+from modelserve.registry.artifacts import ArtifactStore
+from modelserve.runtime.manager import ReplicaFactory, default_replica_factory
+from modelserve.service.base import Service
+from modelserve.service.spec import ServiceSpec
+from modelserve.types import RequestObserver
+
+
+def create_app(
+    settings: Settings | None = None,
+    services: Iterable[type[Service[Any, Any]] | ServiceSpec] = (),
+    *,
+    serve_registry: bool = False,
+    artifact_store: ArtifactStore | None = None,
+    replica_factory: ReplicaFactory = default_replica_factory,
+    observers: Sequence[RequestObserver] = (),
+) -> ModelserveApp:
+    """Build the app serving `services` (Service classes or ServiceSpecs), with everything on.
+
+    Raises ConfigError when the settings are unsafe for production (e.g. `mode="prod"`
+    without a real JWT secret), before anything is started.
+    """
+    settings = settings or Settings()
+    check_auth_settings(settings)
+    database = Database(
+        settings.resolved_database_url(),
+        echo=settings.database.echo,
+        pool_size=settings.database.pool_size,
+    )
+    auth = AuthSystem(settings, database) if settings.auth.enabled else None
+    registry = RegistryExtension(settings, serve=serve_registry, store=artifact_store)
+    on_startup: list[Hook] = []
+    on_shutdown: list[Hook] = []
+    if auth is not None:
+
+        async def start_auth(app: FastAPI) -> None:
+            await auth.start()
+
+        async def stop_auth(app: FastAPI) -> None:
+            await auth.close()
+
+        on_startup.append(start_auth)
+        on_shutdown.append(stop_auth)
+    # After auth: the registry's first reconcile may need users that auth's bootstrap made.
+    on_startup.append(registry.startup)
+    on_shutdown.append(registry.shutdown)
+
+    app = build_app(
+        settings,
+        services,
+        replica_factory=replica_factory,
+        guard=auth.guard if auth is not None else None,
+        observers=observers,
+        database=database,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+    )
+    app.state.auth = auth
+    app.include_router(build_auth_router())
+    registry.install(app)
+    app.add_middleware(
+        ExposureMiddleware,
+        docs=settings.auth.docs_exposure,
+        metrics=settings.auth.metrics_exposure,
+        authenticate=auth.guard.authenticate if auth is not None else None,
+    )
+    wrapped = cors_middleware(app.dispatch, settings.auth)
+    if wrapped is not app.dispatch:
+        app.entry = wrapped
+    return app
