@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-ceiling", action="store_true")
     p.add_argument("--startup-timeout", type=float, default=300.0)
     p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve modelserve without API-key auth (default: production mode with a key)",
+    )
+    p.add_argument(
         "--ms-env",
         action="append",
         default=[],
@@ -181,6 +186,13 @@ def versions(servers: list[str]) -> dict[str, str | None]:
             except PackageNotFoundError:
                 out[name] = None
     return out
+
+
+def server_env_base() -> dict[str, str]:
+    """The environment the CLI runs with when provisioning (the caller's, repo importable)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
+    return env
 
 
 def server_env(server: Server, extra: dict[str, str]) -> dict[str, str]:
@@ -399,6 +411,13 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     host = socket.gethostname().split(".")[0]
     headers = {**DEFAULT_HEADERS, **_pairs(args.header, ":")}
     ms_env = _pairs(args.ms_env, "=")
+    auth_on = not args.no_auth and "modelserve" in args.servers
+    if auth_on:
+        from bench.auth import provision
+
+        auth_env, auth_headers = provision(server_env_base())
+        ms_env = {**auth_env, **ms_env}
+        headers.update(auth_headers)
     driver_used = (
         "wrk" if args.driver == "wrk" or (args.driver == "auto" and load.wrk_path()) else "python"
     )
@@ -418,8 +437,13 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             "driver_used": driver_used,
             "wrk_threads": args.threads,
             "timeout_s": args.timeout,
-            "modelserve_env": {k: ("***" if "KEY" in k.upper() else v) for k, v in ms_env.items()},
-            "headers": sorted(headers),
+            "modelserve_env": {
+                k: ("***" if "KEY" in k.upper() or "SECRET" in k.upper() else v)
+                for k, v in ms_env.items()
+            },
+            "modelserve_auth": "api key" if auth_on else "off",
+            "headers": sorted(h for h in headers if h.lower() != "authorization")
+            + (["Authorization (API key)"] if auth_on else []),
         },
         "versions": {},
         "ceilings": {},

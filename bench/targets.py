@@ -22,9 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MS_APP = ROOT / "bench" / "servers" / "modelserve_app.py"
 EXAMPLE_EMBEDDINGS = ROOT / "examples" / "embeddings.py"
 
-# What a production user switches on. Request ids are always on in modelserve. Metrics and
-# API-key auth do not exist yet: when they land, put their MODELSERVE_* variables here (and an
-# API key header in DEFAULT_HEADERS), or pass them per run with --ms-env / --header.
+# What a production user switches on: production mode. Request ids and metrics are on by
+# default; API-key auth is provisioned per run by bench/auth.py (`--no-auth` to compare).
 PRODUCTION_ENV: dict[str, str] = {"MODELSERVE_MODE": "prod"}
 DEFAULT_HEADERS: dict[str, str] = {"Content-Type": "application/json"}
 
