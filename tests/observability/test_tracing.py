@@ -138,3 +138,13 @@ def test_spans_pass_the_redaction_step(spans: InMemorySpanExporter) -> None:
     assert exported.attributes["url.query"] == f"api_key={REDACTED}&page=2"
     assert exported.attributes["http.request.header.authorization"] == REDACTED
     assert secret not in str(exported.events[0].attributes)
+
+
+def test_a_bound_batch_tracer_for_the_engine(spans: InMemorySpanExporter) -> None:
+    trace_batch = tracing.batch_tracer("iris", "2")
+    request = tracing.start_request("POST", ROUTE, [])
+    assert request is not None
+    trace_batch([request], 0.001)
+    request.mark("engine")
+    request.finish(200)
+    assert {"batch iris", "queue_wait", "predict"} <= set(by_name(spans))

@@ -34,8 +34,17 @@ class Workers:
         self.log = log
 
     def pids(self) -> set[int]:
-        children = psutil.Process(self.proc.pid).children()
-        return {c.pid for c in children if c.status() != psutil.STATUS_ZOMBIE}
+        """The live worker processes (not multiprocessing's resource tracker)."""
+        found = set()
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(
+                    child.cmdline()
+                ):
+                    found.add(child.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return found
 
     def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         response = httpx.get(self.url + "/metrics", timeout=10)
@@ -148,13 +157,21 @@ def test_counts_are_exact_across_workers_and_restarts(workers: Workers) -> None:
         assert time.monotonic() < deadline, "the supervisor did not restart the worker"
         time.sleep(0.1)
     workers.wait_ready(2)
+    live = {str(p) for p in workers.pids()}
+    deadline = time.monotonic() + 20
+    while True:  # until the new worker has started serving and sampled itself
+        metrics = workers.scrape()
+        rss = metrics["modelserve_process_resident_memory_bytes"]
+        rss_pids = {labels["pid"] for labels, _ in rss}
+        assert str(victim) not in rss_pids  # the dead worker's live gauges are gone
+        if rss_pids == live:
+            break
+        assert time.monotonic() < deadline, f"{rss_pids} != {live}"
+        time.sleep(0.2)
     settle()
 
     assert workers.predict_count() == 1000  # nothing lost, nothing counted twice
     metrics = workers.scrape()
-    live = {str(p) for p in workers.pids()}
-    rss_pids = {labels["pid"] for labels, _ in metrics["modelserve_process_resident_memory_bytes"]}
-    assert rss_pids == live and str(victim) not in rss_pids  # no stale live gauge
     assert sum(v for _, v in metrics["modelserve_replicas"]) == 2
     assert sum(v for _, v in metrics["modelserve_queue_depth"]) == 0
 

@@ -21,6 +21,8 @@ class Pending:
     deadline: float
     # Loop time when the item was taken into a batch; None while queued.
     taken_at: float | None = field(default=None)
+    # The request's trace when tracing is on (opaque here; see BatchTrace).
+    trace: object | None = field(default=None)
 
 
 def close_at(

@@ -35,6 +35,9 @@ logger = logging.getLogger("modelserve.batcher")
 
 # Converts one raw output of predict into the service's Output type, or raises ValueError.
 OutputCheck = Callable[[Any], Any]
+# Called once per finished batch with each item's trace (or None) and the batch's run time;
+# only when at least one item is traced.
+BatchTrace = Callable[[Sequence[object | None], float], None]
 
 MIN_RETRY_AFTER_S = 1.0
 MAX_RETRY_AFTER_S = 60.0
@@ -51,6 +54,7 @@ class BatchEngine:
         executors: Sequence[BatchExecutor],
         check_output: OutputCheck | None = None,
         observer: EngineObserver | None = None,
+        trace_batch: BatchTrace | None = None,
     ) -> None:
         if not executors:
             raise ValueError("BatchEngine needs at least one executor")
@@ -60,6 +64,7 @@ class BatchEngine:
         self._idle: deque[BatchExecutor] = deque(self._executors)
         self._check_output = check_output
         self._observer: EngineObserver = observer or NullObserver()
+        self._trace_batch = trace_batch
         self._queue: deque[Pending] = deque()
         self._max_wait_s = config.max_wait_ms / 1000.0
         # True when a lone item never waits for company (see collator.close_at).
@@ -134,11 +139,12 @@ class BatchEngine:
 
     # -- submit ----------------------------------------------------------------------------
 
-    async def submit(self, item: Any) -> Any:
+    async def submit(self, item: Any, trace: object | None = None) -> Any:
         """Queue one item and return its output; raises ModelserveError on shed, timeout, error."""
         loop = self._admit(1)
         now = loop.time()
         pending = Pending(item, loop.create_future(), now, now + self.config.timeout_s)
+        pending.trace = trace
         queue = self._queue
         queue.append(pending)
         self._track(pending)
@@ -150,7 +156,7 @@ class BatchEngine:
             self._notify()
         return await pending.future
 
-    async def submit_many(self, items: Sequence[Any]) -> list[Any]:
+    async def submit_many(self, items: Sequence[Any], trace: object | None = None) -> list[Any]:
         """Queue several items that share one deadline; return outputs or ItemRejectedError each.
 
         Errors that concern the whole request (shed, deadline, model failure) are raised.
@@ -160,7 +166,7 @@ class BatchEngine:
         loop = self._admit(len(items))
         now = loop.time()
         deadline = now + self.config.timeout_s
-        batch = [Pending(item, loop.create_future(), now, deadline) for item in items]
+        batch = [Pending(item, loop.create_future(), now, deadline, trace=trace) for item in items]
         self._queue.extend(batch)
         for pending in batch:
             self._track(pending)
@@ -316,6 +322,8 @@ class BatchEngine:
         run_s = now - started
         self._item_cost_s = 0.8 * self._item_cost_s + 0.2 * (run_s / len(batch))
         self._safe(self._observer.on_batch, len(batch), started - batch[0].arrived, run_s)
+        if self._trace_batch is not None and any(p.trace is not None for p in batch):
+            self._safe(self._trace_batch, [p.trace for p in batch], run_s)
         if isinstance(result, BaseException):
             self._fail_all(batch, result)
             return

@@ -23,6 +23,7 @@ from modelserve.config import Settings
 from modelserve.errors import ConfigError
 from modelserve.http.app import ModelserveApp
 from modelserve.http.assembly import create_app
+from modelserve.observability.stack import configure_process
 from modelserve.service.loader import load_target
 from modelserve.service.spec import ServiceSpec
 
@@ -128,6 +129,8 @@ def server_app(
 ) -> ModelserveApp:
     """The app of one server process: the specs, auth, the registry API, and (with
     `registry`) whatever the registry's served alias points at."""
+    # Logs, redaction, tracing and Sentry are per process: every worker sets them up itself.
+    configure_process(settings)
     return create_app(settings, services=specs, serve_registry=registry)
 
 

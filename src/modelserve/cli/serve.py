@@ -30,6 +30,7 @@ from modelserve.cli.factory import (
 )
 from modelserve.config import Settings
 from modelserve.errors import ModelserveError
+from modelserve.observability import multiprocess
 from modelserve.service.spec import ServiceSpec
 
 FACTORY = "modelserve.cli.factory:build_app"
@@ -163,7 +164,13 @@ def serve(
         _run(FACTORY, settings, reload=True, reload_dirs=watch_dirs(specs))
     elif settings.server.workers > 1:
         publish(plan)
-        _run(FACTORY, settings, workers=settings.server.workers)
+        # Workers write their metrics to one shared directory so /metrics sums them (R22).
+        metrics_dir = multiprocess.prepare(settings.server.workers)
+        try:
+            _run(FACTORY, settings, workers=settings.server.workers)
+        finally:
+            if metrics_dir is not None:
+                metrics_dir.cleanup()
     else:
         try:
             app = server_app(settings, specs, registry=registry)

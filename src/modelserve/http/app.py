@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -20,6 +20,7 @@ from modelserve.http.predict import PredictEndpoint, match
 from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
 from modelserve.runtime.manager import (
+    BatchTraceFactory,
     ModelRuntime,
     ObserverFactory,
     ReplicaFactory,
@@ -28,6 +29,9 @@ from modelserve.runtime.manager import (
 from modelserve.service.base import Service
 from modelserve.service.spec import ServiceSpec
 from modelserve.types import ASGIApp, PredictGuard, Receive, RequestObserver, Scope, Send
+
+if TYPE_CHECKING:
+    from modelserve.observability.predlog import PredictionLog
 
 logger = logging.getLogger("modelserve")
 
@@ -70,6 +74,8 @@ def build_app(
     database: Database | None = None,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    prediction_log: PredictionLog | None = None,
+    batch_trace_factory: BatchTraceFactory | None = None,
 ) -> ModelserveApp:
     """The serving core: models, predict fast path, catalogue and health routes; no auth,
     registry or observability (`create_app` adds those). For embedding and tests.
@@ -90,6 +96,7 @@ def build_app(
         replica_factory=replica_factory,
         observer_factory=observer_factory,
         shadow_buffer=settings.registry.shadow_buffer,
+        batch_trace_factory=batch_trace_factory,
     )
     if database is None:
         database = Database(
@@ -141,6 +148,7 @@ def build_app(
         max_headers=settings.http.max_headers,
         guard=guard,
         observers=observers,
+        prediction_log=prediction_log,
     )
     app.predict_endpoint = endpoint
     app.state.predict_endpoint = endpoint

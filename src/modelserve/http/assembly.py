@@ -3,6 +3,7 @@
 The serving core (`http/app.py::build_app`) plus, as the settings say: authentication, API keys
 and rate limits (`modelserve.auth`, on by default), the model registry's API and, with
 `serve_registry`, the deployer that serves what its aliases point at (`modelserve.registry`),
+metrics, access logs, tracing spans and the prediction log (`modelserve.observability`),
 docs/metrics exposure and CORS.
 """
 
@@ -15,12 +16,17 @@ from fastapi import FastAPI
 
 from modelserve.auth.signing import check_auth_settings
 from modelserve.auth.system import AuthSystem
+from modelserve.batcher.engine import BatchTrace
 from modelserve.config import Settings
 from modelserve.db.engine import Database
+from modelserve.http.access import AccessMiddleware
 from modelserve.http.app import Hook, ModelserveApp, build_app
 from modelserve.http.auth_routes import build_auth_router
 from modelserve.http.exposure import ExposureMiddleware, cors_middleware
+from modelserve.http.observability_routes import build_observability_router
 from modelserve.http.registry_routes import RegistryExtension
+from modelserve.observability import tracing
+from modelserve.observability.stack import Observability
 from modelserve.registry.artifacts import ArtifactStore
 from modelserve.runtime.manager import ReplicaFactory, default_replica_factory
 from modelserve.service.base import Service
@@ -50,9 +56,21 @@ def create_app(
         pool_size=settings.database.pool_size,
     )
     auth = AuthSystem(settings, database) if settings.auth.enabled else None
+    observability = Observability(settings)
+    request_observers = [*observability.request_observers(), *observers]
     registry = RegistryExtension(settings, serve=serve_registry, store=artifact_store)
     on_startup: list[Hook] = []
     on_shutdown: list[Hook] = []
+
+    async def start_observability(app: FastAPI) -> None:
+        await observability.start(runtime=app.state.runtime, database=app.state.database)
+
+    async def stop_observability(app: FastAPI) -> None:
+        await observability.stop()
+
+    # First in, last out: metrics and the prediction log outlive everything they watch.
+    on_startup.append(start_observability)
+    on_shutdown.append(stop_observability)
     if auth is not None:
 
         async def start_auth(app: FastAPI) -> None:
@@ -72,12 +90,17 @@ def create_app(
         services,
         replica_factory=replica_factory,
         guard=auth.guard if auth is not None else None,
-        observers=observers,
+        observers=request_observers,
         database=database,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        observer_factory=observability.observer_factory,
+        prediction_log=observability.predlog,
+        batch_trace_factory=_batch_tracer,
     )
     app.state.auth = auth
+    app.state.observability = observability
+    app.include_router(build_observability_router(observability))
     app.include_router(build_auth_router())
     registry.install(app)
     app.add_middleware(
@@ -86,7 +109,14 @@ def create_app(
         metrics=settings.auth.metrics_exposure,
         authenticate=auth.guard.authenticate if auth is not None else None,
     )
+    # Outermost, so the access log and metrics see the final status of every FastAPI route,
+    # exposure refusals included (the predict fast path reports to the same observers itself).
+    app.add_middleware(AccessMiddleware, observers=request_observers)
     wrapped = cors_middleware(app.dispatch, settings.auth)
     if wrapped is not app.dispatch:
         app.entry = wrapped
     return app
+
+
+def _batch_tracer(spec: ServiceSpec) -> BatchTrace:
+    return tracing.batch_tracer(spec.name, spec.version)

@@ -14,12 +14,14 @@ import logging
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelserve.errors import ModelserveError, TooManyHeadersError
 from modelserve.http.codec import Headers, ServiceCodec, check_media_type
 from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, read_body, request_id_from
 from modelserve.http.errors import render_error, status_and_code
+from modelserve.observability import tracing
+from modelserve.observability.tracing import RequestTrace
 from modelserve.runtime import shadow
 from modelserve.runtime.manager import DeployedService, ModelRuntime
 from modelserve.types import (
@@ -31,6 +33,9 @@ from modelserve.types import (
     Scope,
     Send,
 )
+
+if TYPE_CHECKING:
+    from modelserve.observability.predlog import PredictionLog
 
 logger = logging.getLogger("modelserve.http")
 
@@ -78,6 +83,7 @@ class PredictEndpoint:
         max_headers: int = 100,
         guard: PredictGuard | None = None,
         observers: Sequence[RequestObserver] = (),
+        prediction_log: PredictionLog | None = None,
     ) -> None:
         self._runtime = runtime
         self._max_body_bytes = max_body_bytes
@@ -85,6 +91,7 @@ class PredictEndpoint:
         self._max_headers = max_headers
         self._guard = guard
         self._observers = tuple(observers)
+        self._predlog = prediction_log
         # Weak keys: a retired version's codec goes with it (memory must return, R4).
         self._codecs: weakref.WeakKeyDictionary[DeployedService, ServiceCodec] = (
             weakref.WeakKeyDictionary()
@@ -115,7 +122,7 @@ class PredictEndpoint:
             principal = await self._guard.check_predict(headers, name)
         check_media_type(headers)
         payload, extra, _ = await self._predict(
-            name, version, is_batch, body, request_id, principal
+            name, version, is_batch, body, request_id, principal, None
         )
         return 200, extra, payload
 
@@ -127,6 +134,7 @@ class PredictEndpoint:
         body: bytes,
         request_id: str,
         principal: Principal | None,
+        trace: RequestTrace | None,
     ) -> tuple[bytes, Headers, DeployedService]:
         runtime = self._runtime
         sticky = principal.rate_key if principal is not None else None
@@ -136,13 +144,19 @@ class PredictEndpoint:
         started = time.perf_counter()
         if is_batch:
             inputs = codec.parse_batch(body)
-            results = await engine.submit_many(inputs)
+            if trace is not None:
+                trace.mark("validation")
+            results = await engine.submit_many(inputs, trace)
             payload, extra = codec.dump_batch(results)
         else:
             item = codec.parse_one(body)
-            output = await engine.submit(item)
+            if trace is not None:
+                trace.mark("validation")
+            output = await engine.submit(item, trace)
             payload, extra = codec.dump(output)
             results = [output]
+        if trace is not None:
+            trace.mark("inference")
         if version is None:
             mirror = runtime.mirror(name)
             if mirror is not None:
@@ -173,7 +187,13 @@ class PredictEndpoint:
         principal: Principal | None = None
         deployed: DeployedService | None = None
         error_code: str | None = None
+        body = b""
         extra: Headers
+        trace = (
+            tracing.start_request("POST", _route(version, is_batch), headers)
+            if tracing.enabled
+            else None
+        )
         try:
             if len(headers) > self._max_headers:
                 raise TooManyHeadersError(f"request has more than {self._max_headers} headers")
@@ -182,10 +202,12 @@ class PredictEndpoint:
                 # whether the model exists) and costs no body read.
                 principal = await self._guard.check_predict(headers, name)
                 scope[PRINCIPAL_KEY] = principal
+                if trace is not None:
+                    trace.mark("auth")
             check_media_type(headers)
             body = await read_body(receive, headers, self._max_body_bytes)
             payload, extra, deployed = await self._predict(
-                name, version, is_batch, body, request_id, principal
+                name, version, is_batch, body, request_id, principal, trace
             )
             status = 200
         except ModelserveError as exc:
@@ -209,20 +231,39 @@ class PredictEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+        version_served = deployed.spec.version if deployed is not None else None
+        if trace is not None:
+            trace.finish(
+                status,
+                request_id=request_id,
+                model=name if deployed is not None else None,
+                version=version_served,
+                principal=principal,
+                error_code=error_code,
+            )
+        predlog = self._predlog
+        if predlog is not None and version_served is not None and predlog.wants(name):
+            predlog.offer(
+                model=name,
+                version=version_served,
+                request_id=request_id,
+                principal=principal,
+                status=status,
+                latency_s=time.perf_counter() - started,
+                body=body,
+                output=payload if status == 200 else None,
+                error_code=error_code,
+            )
         if self._observers:
-            if version is None:
-                route = ROUTE_PREDICT_BATCH if is_batch else ROUTE_PREDICT
-            else:
-                route = ROUTE_PINNED_BATCH if is_batch else ROUTE_PINNED
             record = RequestRecord(
                 method="POST",
-                route=route,
+                route=_route(version, is_batch),
                 status=status,
                 duration_s=time.perf_counter() - started,
                 request_id=request_id,
                 principal=principal,
                 model=name if deployed is not None else None,
-                version=deployed.spec.version if deployed is not None else None,
+                version=version_served,
                 error_code=error_code,
             )
             for observer in self._observers:
@@ -291,6 +332,12 @@ class PredictEndpoint:
                 error=type(exc).__name__,
             )
         self._runtime.record_shadow(name, entry)
+
+
+def _route(version: str | None, is_batch: bool) -> str:
+    if version is None:
+        return ROUTE_PREDICT_BATCH if is_batch else ROUTE_PREDICT
+    return ROUTE_PINNED_BATCH if is_batch else ROUTE_PINNED
 
 
 def _plain(value: Any) -> Any:

@@ -56,7 +56,7 @@ _STRONG_NAMES = (
 _VALUE = r"([^&\s\"',;})]+)"
 BASE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization-style values: "Bearer <token>", "Basic <base64>".
-    (re.compile(r"(?i)\b(bearer|basic|digest|token|apikey)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2"),
+    (re.compile(r"(?i)\b(bearer|basic|digest|negotiate)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2"),
     # JWTs anywhere (three base64url parts, the first always starts with '{"' -> "eyJ").
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), ""),
     # key=value (query strings, forms, env) with a sensitive key.

@@ -13,10 +13,12 @@ Two levels, because some of it is per process and some per app:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -225,6 +227,9 @@ class Observability:
             self._ticker = asyncio.get_running_loop().create_task(
                 self._tick_forever(), name="modelserve-observability"
             )
+            # Requests answered after `stop` (the runtime drains after the shutdown hooks) are
+            # still counted: a last flush when the process exits, the loop long gone.
+            atexit.register(_flush_at_exit, weakref.ref(self))
         if self.predlog is not None and database is not None:
             self.predlog.start(database)
         port = self.config.metrics_port
@@ -249,6 +254,13 @@ class Observability:
             self._server.server_close()
             self._server = None
         multiprocess.mark_exited()
+
+
+def _flush_at_exit(ref: weakref.ref[Observability]) -> None:
+    observability = ref()
+    if observability is not None and observability.metrics is not None:
+        with contextlib.suppress(Exception):
+            observability.metrics.flush()
 
 
 def serve_metrics_port(settings: Settings) -> WSGIServer | None:

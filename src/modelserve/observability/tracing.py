@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,9 @@ DEFAULT_SERVICE_NAME = "modelserve"
 
 enabled: bool = False
 """True while tracing is configured; the fast path checks it before touching anything else."""
+
+# Called once per finished batch with the RequestTrace (or None) of each item and the run time.
+BatchTracer = Callable[[Sequence[object], float], None]
 
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
@@ -356,6 +359,16 @@ def start_request(method: str, route: str, headers: Any) -> RequestTrace | None:
     if not enabled or tracer is None:
         return None
     return RequestTrace(tracer, method, route, headers)
+
+
+def batch_tracer(model: str, version: str) -> BatchTracer:
+    """`record_batch` bound to one model version, for the batching engine to call per batch."""
+
+    def trace_batch(traces: Sequence[object], run_s: float) -> None:
+        if enabled:
+            record_batch(traces, model=model, version=version, run_s=run_s)
+
+    return trace_batch
 
 
 def record_batch(

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from modelserve.batcher.engine import BatchEngine
+from modelserve.batcher.engine import BatchEngine, BatchTrace
 from modelserve.batcher.observer import CountingObserver, EngineObserver
 from modelserve.errors import (
     ConflictError,
@@ -34,6 +34,7 @@ logger = logging.getLogger("modelserve.runtime")
 
 ReplicaFactory = Callable[[ServiceSpec, str, int], Replica]
 ObserverFactory = Callable[[ServiceSpec], EngineObserver]
+BatchTraceFactory = Callable[[ServiceSpec], BatchTrace]
 
 
 def default_replica_factory(spec: ServiceSpec, device: str, index: int) -> Replica:
@@ -128,8 +129,10 @@ class ModelRuntime:
         replica_factory: ReplicaFactory = default_replica_factory,
         observer_factory: ObserverFactory | None = None,
         shadow_buffer: int = DEFAULT_SHADOW_BUFFER,
+        batch_trace_factory: BatchTraceFactory | None = None,
     ) -> None:
         self._models: dict[str, ServedModel] = {}
+        self._batch_trace_factory = batch_trace_factory
         self._device = device
         self._replica_factory = replica_factory
         self._observer_factory = observer_factory
@@ -324,6 +327,9 @@ class ModelRuntime:
             executors=replicas,
             check_output=_output_checker(spec.output_type),
             observer=_FanOut(observers),
+            trace_batch=(
+                self._batch_trace_factory(spec) if self._batch_trace_factory is not None else None
+            ),
         )
         engine.start()
         deployed.engine = engine
