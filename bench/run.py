@@ -308,7 +308,8 @@ def measure_server(
                 timeout_s=args.timeout,
             )
         stats_url = base + server.stats_paths[workload] if workload in server.stats_paths else None
-        with httpx.Client(timeout=5.0) as client:
+        # Stats routes need the same credentials as predict.
+        with httpx.Client(timeout=5.0, headers=headers) as client:
             for c in args.concurrency:
                 before = _stats(client, stats_url)
                 cpu0 = proc.cpu_seconds()
