@@ -165,7 +165,14 @@ def launch(
     stderr_path = tmp_dir / f"server-{port}.stderr"
     # Settings come only from `env`: a MODELSERVE_* variable of the caller's shell must not leak in.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
-    full_env = {**inherited, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    full_env = {
+        **inherited,
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        # These scenarios are about serving; auth has its own suite (tests/auth).
+        "MODELSERVE_AUTH__ENABLED": "false",
+        **(env or {}),
+    }
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
             server_command(target, port, graceful_timeout_s),
