@@ -413,6 +413,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     headers = {**DEFAULT_HEADERS, **_pairs(args.header, ":")}
     ms_env = _pairs(args.ms_env, "=")
     auth_on = not args.no_auth and "modelserve" in args.servers
+    if args.no_auth:
+        ms_env = {"MODELSERVE_AUTH__ENABLED": "false", **ms_env}
     if auth_on:
         from bench.auth import provision
 
