@@ -30,6 +30,7 @@ from modelserve.cli.factory import (
 )
 from modelserve.config import Settings
 from modelserve.errors import ModelserveError
+from modelserve.http.app import prepare_schema_at
 from modelserve.observability import multiprocess
 from modelserve.service.spec import ServiceSpec
 
@@ -164,6 +165,12 @@ def serve(
         _run(FACTORY, settings, reload=True, reload_dirs=watch_dirs(specs))
     elif settings.server.workers > 1:
         publish(plan)
+        # Migrate once here: N workers migrating one SQLite file at the same moment race on
+        # the DDL, and uvicorn stops the whole server when one worker fails to start.
+        try:
+            prepare_schema_at(settings)
+        except ModelserveError as exc:
+            fail(exc.message)
         # Workers write their metrics to one shared directory so /metrics sums them (R22).
         metrics_dir = multiprocess.prepare(settings.server.workers)
         try:

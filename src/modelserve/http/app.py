@@ -165,6 +165,18 @@ def build_app(
     return app
 
 
+def prepare_schema_at(settings: Settings) -> None:
+    """`prepare_schema` for the settings' database, without an engine (CLI, before workers)."""
+    url = settings.resolved_database_url()
+    auto = settings.database.auto_migrate
+    if auto is None:
+        auto = url.startswith("sqlite")
+    if auto:
+        migrate.upgrade(url)
+    else:
+        migrate.check_at_head(url)
+
+
 def prepare_schema(settings: Settings, database: Database) -> None:
     """Migrate to head when allowed (SQLite by default), else insist the schema is at head."""
     url = database.url
