@@ -160,14 +160,11 @@ class PredictEndpoint:
         if version is None:
             mirror = runtime.mirror(name)
             if mirror is not None:
-                self._shadow(
-                    deployed,
-                    mirror,
-                    body,
-                    is_batch,
-                    results,
-                    time.perf_counter() - started,
-                    request_id,
+                latency_s = time.perf_counter() - started
+                self._background_task(
+                    self._run_shadow(
+                        deployed, mirror, body, is_batch, results, latency_s, request_id
+                    )
                 )
         return payload, extra, deployed
 
@@ -274,21 +271,9 @@ class PredictEndpoint:
 
     # -- shadow traffic ---------------------------------------------------------------------
 
-    def _shadow(
-        self,
-        primary: DeployedService,
-        mirror: DeployedService,
-        body: bytes,
-        is_batch: bool,
-        results: list[Any],
-        primary_latency_s: float,
-        request_id: str,
-    ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._run_shadow(
-                primary, mirror, body, is_batch, results, primary_latency_s, request_id
-            )
-        )
+    def _background_task(self, coro: Any) -> None:
+        # Held until done: the loop keeps only weak references to tasks.
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
