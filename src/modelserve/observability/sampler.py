@@ -1,8 +1,11 @@
 """Live gauges: queue depth, replicas, readiness and the process's RSS, CPU and open files.
 
-These are states, not events, so they are sampled: every `sample_interval_s` in each process
-(under several workers each writes its own values to the shared directory) and once more right
-before this process answers a scrape, so a single process's gauges are always current.
+These are states, not events, so they are sampled. The model gauges (a few per loaded version)
+are cheap and change with deploys and load, so they are refreshed on every observability tick;
+the process gauges (which read /proc) every `sample_interval_s`. Under several workers each
+process writes its own values to the shared directory, so a scrape answered by one worker sees
+the others' state at most a tick old. Right before a process answers a scrape it samples itself
+again, so a single process's gauges are always current.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ class LiveSampler:
     def sample(self) -> None:
         """Refresh every live gauge now."""
         self._sample_process()
+        if self._runtime is not None:
+            self._sample_models(self._runtime)
+
+    def sample_models(self) -> None:
+        """Refresh the per-model gauges now (cheap: call often)."""
         if self._runtime is not None:
             self._sample_models(self._runtime)
 

@@ -212,9 +212,13 @@ class Observability:
             try:
                 self.tick()
                 now = time.monotonic()
-                if self.sampler is not None and now >= next_sample:
-                    self.sampler.sample()
-                    next_sample = now + self.config.sample_interval_s
+                if self.sampler is not None:
+                    if now >= next_sample:
+                        self.sampler.sample()
+                        next_sample = now + self.config.sample_interval_s
+                    else:
+                        # A model becoming ready must show in other workers' scrapes soon.
+                        self.sampler.sample_models()
             except Exception:  # telemetry must never take the server down
                 logger.exception("observability tick failed")
             await asyncio.sleep(TICK_S)
