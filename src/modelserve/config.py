@@ -46,6 +46,9 @@ class ServerConfig(BaseModel):
     workers: int = Field(1, ge=1, le=64)
     graceful_timeout_s: float = Field(DEFAULT_GRACEFUL_TIMEOUT_S, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Freeze the long-lived heap out of the garbage collector once models have loaded
+    # (runtime/heap.py): full collections of a model-sized heap were the p99 of small models.
+    gc_freeze: bool = True
 
 
 class DatabaseConfig(BaseModel):

@@ -19,6 +19,7 @@ from modelserve.http.openapi import build_model_docs_router
 from modelserve.http.predict import PredictEndpoint, match
 from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
+from modelserve.runtime.heap import HeapFreezer
 from modelserve.runtime.manager import (
     BatchTraceFactory,
     ModelRuntime,
@@ -97,6 +98,7 @@ def build_app(
         observer_factory=observer_factory,
         shadow_buffer=settings.registry.shadow_buffer,
         batch_trace_factory=batch_trace_factory,
+        heap=HeapFreezer(enabled=settings.server.gc_freeze),
     )
     if database is None:
         database = Database(

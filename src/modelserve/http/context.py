@@ -21,21 +21,21 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 class _RequestIds:
     """Unique request ids without a system call each: a random per-process prefix and a counter.
 
-    Ids identify, they do not authorize, so they need to be unique, not unpredictable. The
-    prefix is drawn again in a forked child (the pid changes) so workers never collide.
+    Ids identify, they do not authorize, so they need to be unique, not unpredictable. A forked
+    child draws a new prefix (`os.register_at_fork`), so workers never collide; checking the pid
+    per request instead was a system call each time (glibc does not cache getpid).
     """
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
         self._counter = itertools.count()
 
     def next(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid = pid
-            self._prefix = os.urandom(8).hex()
-            self._counter = itertools.count()
         return f"{self._prefix}{next(self._counter):016x}"
 
 

@@ -25,6 +25,7 @@ from modelserve.errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
+from modelserve.runtime.heap import HeapFreezer
 from modelserve.runtime.shadow import DEFAULT_SHADOW_BUFFER, ShadowRecord, ShadowRecorder
 from modelserve.runtime.traffic import Router, TrafficPolicy
 from modelserve.service.spec import ServiceSpec
@@ -130,8 +131,10 @@ class ModelRuntime:
         observer_factory: ObserverFactory | None = None,
         shadow_buffer: int = DEFAULT_SHADOW_BUFFER,
         batch_trace_factory: BatchTraceFactory | None = None,
+        heap: HeapFreezer | None = None,
     ) -> None:
         self._models: dict[str, ServedModel] = {}
+        self._heap = heap
         self._batch_trace_factory = batch_trace_factory
         self._device = device
         self._replica_factory = replica_factory
@@ -238,6 +241,15 @@ class ModelRuntime:
         loop = asyncio.get_running_loop()
         for deployed in self:
             self._load_tasks.append(loop.create_task(self._load(deployed)))
+        if self._heap is not None:
+            initial = list(self._load_tasks)
+            self._load_tasks.append(loop.create_task(self._freeze_when_loaded(self._heap, initial)))
+
+    @staticmethod
+    async def _freeze_when_loaded(heap: HeapFreezer, loads: list[asyncio.Task[None]]) -> None:
+        if loads:
+            await asyncio.wait(loads)
+        heap.freeze_now()
 
     async def wait_loaded(self, timeout_s: float | None = None) -> None:
         """Wait until every initial version is READY or FAILED."""
@@ -263,6 +275,8 @@ class ModelRuntime:
                     f"model {spec.name!r} version {spec.version!r} failed to load",
                     details={"reason": deployed.reason},
                 )
+            if self._heap is not None:
+                self._heap.loaded()
             return deployed
 
     async def set_policy(self, name: str, policy: TrafficPolicy) -> None:
@@ -351,6 +365,8 @@ class ModelRuntime:
         replicas, deployed.replicas = deployed.replicas, []
         deployed.engine = None
         await asyncio.to_thread(_stop_all, replicas)
+        if self._heap is not None:
+            self._heap.release()
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
         """Drain in-flight work, then stop every replica."""
@@ -365,6 +381,8 @@ class ModelRuntime:
             if d.status is ServiceStatus.READY:
                 d.status = ServiceStatus.STOPPED
         await asyncio.to_thread(_stop_all, [r for d in deployed for r in d.replicas])
+        if self._heap is not None:
+            self._heap.close()
 
 
 def _stop_all(replicas: Sequence[Replica]) -> None:

@@ -1,0 +1,235 @@
+"""Feature overhead A/B: W1 through modelserve with auth and observability switched on and off.
+
+Issues 5 and 6 bound what API-key auth and metrics + access log may cost (within 10 % of W1
+with them off). One server per configuration is started up front and they are driven in
+interleaved rounds (A B C D, A B C D, ...), so drift on a shared machine hits every configuration
+alike; each figure is the median over rounds. Two measures per point:
+
+* req/s under wrk at the given concurrency (what the issue asks for), and
+* server CPU microseconds per request (psutil over the server process), which is what the
+  features add and is steadier than throughput when the machine is busy.
+
+    python -m bench.overhead                  # 4 configurations, 5 rounds of 5 s at c=64
+    python -m bench.overhead --rounds 7 -d 8 -c 64 --out bench/results
+
+Writes `<out>/<date>-<host>-overhead.md` and `.json` when `--out` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.auth import provision
+from bench.launch import ServerProcess, free_port
+from bench.load import run_wrk, wrk_path
+from bench.run import server_env, server_env_base
+from bench.targets import DEFAULT_HEADERS, JSON_BODIES, ROOT, all_servers
+
+OBS_OFF = {
+    "MODELSERVE_OBSERVABILITY__METRICS_ENABLED": "false",
+    "MODELSERVE_OBSERVABILITY__ACCESS_LOG": "false",
+}
+OBS_ON = {
+    "MODELSERVE_OBSERVABILITY__METRICS_ENABLED": "true",
+    "MODELSERVE_OBSERVABILITY__ACCESS_LOG": "true",
+}
+AUTH_OFF = {"MODELSERVE_AUTH__ENABLED": "false"}
+
+
+@dataclass
+class Config:
+    """One server configuration under test."""
+
+    name: str
+    auth: bool
+    observability: bool
+    server: ServerProcess | None = None
+    url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    rps: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+CONFIGS = (
+    ("bare", False, False),
+    ("observability", False, True),
+    ("auth", True, False),
+    ("auth+observability", True, True),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per point")
+    p.add_argument("-c", "--concurrency", type=int, default=64)
+    p.add_argument("--out", type=Path, help="write the .md/.json report into this folder")
+    p.add_argument(
+        "--ms-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for every modelserve server",
+    )
+    return p.parse_args(argv)
+
+
+def start(
+    config: Config, extra: dict[str, str], auth_env: dict[str, str], key: dict[str, str]
+) -> None:
+    """Start the server of one configuration and wait for its first good answer."""
+    base = all_servers()["modelserve"]
+    env = dict(extra)
+    if config.auth:
+        env.update(auth_env)
+        config.headers = {**DEFAULT_HEADERS, **key}
+    else:
+        env.update({**auth_env, **AUTH_OFF})
+        config.headers = dict(DEFAULT_HEADERS)
+    env.update(OBS_ON if config.observability else OBS_OFF)
+    port = free_port()
+    config.url = f"http://127.0.0.1:{port}{base.paths['w1']}"
+    log = ROOT / "bench" / ".work" / "logs" / f"overhead-{config.name}.log"
+    config.server = ServerProcess(
+        base.command("w1", port), env=server_env(base, env), cwd=ROOT, log_path=log
+    )
+    config.server.wait_ready(config.url, JSON_BODIES["w1"], config.headers, timeout_s=120)
+
+
+def measure(config: Config, concurrency: int, duration_s: float) -> None:
+    """One load point: req/s, p99 and server CPU per request."""
+    server = config.server
+    assert server is not None
+    cpu_before = server.cpu_seconds()
+    result = run_wrk(
+        config.url,
+        JSON_BODIES["w1"],
+        config.headers,
+        concurrency=concurrency,
+        duration_s=duration_s,
+    )
+    cpu = server.cpu_seconds() - cpu_before
+    config.rps.append(result.ok_per_s)
+    config.p99_ms.append(result.latency_ms.get("p99", float("nan")))
+    config.cpu_us.append(cpu / max(1, result.requests) * 1e6)
+    config.errors += result.non_2xx + sum(result.socket_errors.values())
+
+
+def report(configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
+    """Medians and ratios against the bare configuration."""
+    bare = configs[0]
+    base_rps = statistics.median(bare.rps)
+    base_cpu = statistics.median(bare.cpu_us)
+    rows = []
+    for config in configs:
+        rps = statistics.median(config.rps)
+        cpu = statistics.median(config.cpu_us)
+        rows.append(
+            {
+                "config": config.name,
+                "auth": config.auth,
+                "observability": config.observability,
+                "rps_median": round(rps, 1),
+                "rps_runs": [round(x, 1) for x in config.rps],
+                "rps_vs_bare": round(rps / base_rps, 3),
+                "cpu_us_per_request_median": round(cpu, 1),
+                "cpu_us_runs": [round(x, 1) for x in config.cpu_us],
+                "cpu_vs_bare": round(cpu / base_cpu, 3),
+                "p99_ms_median": round(statistics.median(config.p99_ms), 2),
+                "errors": config.errors,
+            }
+        )
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "host": platform.node(),
+        "load_average": list(_loadavg()),
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "ms_env": args.ms_env,
+        "rows": rows,
+    }
+
+
+def _loadavg() -> tuple[float, ...]:
+    try:
+        return tuple(round(x, 2) for x in __import__("os").getloadavg())
+    except OSError:
+        return ()
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The report as a Markdown table."""
+    lines = [
+        f"# Feature overhead, W1 c={data['concurrency']} ({data['date']}, {data['host']})",
+        "",
+        f"`python -m bench.overhead --rounds {data['rounds']} -d {data['duration_s']:g}"
+        f" -c {data['concurrency']}`; medians of interleaved rounds; load average"
+        f" {data['load_average']}.",
+        "",
+        "| configuration | req/s | vs bare | CPU us/request | vs bare | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in data["rows"]:
+        lines.append(
+            f"| {row['config']} | {row['rps_median']:,.0f} | {row['rps_vs_bare']:.2f}x"
+            f" | {row['cpu_us_per_request_median']:.1f} | {row['cpu_vs_bare']:.2f}x"
+            f" | {row['p99_ms_median']:.1f} | {row['errors']} |"
+        )
+    lines.append("")
+    lines.append(
+        "Runs (req/s): " + "; ".join(f"{r['config']} {r['rps_runs']}" for r in data["rows"])
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the A/B and print (and optionally write) the report."""
+    args = parse_args(argv)
+    if wrk_path() is None:
+        print("wrk is not on PATH (apt-get install wrk)", file=sys.stderr)
+        return 2
+    extra = dict(item.split("=", 1) for item in args.ms_env)
+    auth_env, key = provision(server_env_base())
+    configs = [Config(name, auth, obs) for name, auth, obs in CONFIGS]
+    try:
+        for config in configs:
+            start(config, extra, auth_env, key)
+        for config in configs:  # warm-up
+            measure(config, args.concurrency, 2)
+            config.rps.clear()
+            config.cpu_us.clear()
+            config.p99_ms.clear()
+            config.errors = 0
+        for round_ in range(args.rounds):
+            order = configs if round_ % 2 == 0 else list(reversed(configs))
+            for config in order:
+                measure(config, args.concurrency, args.duration)
+    finally:
+        for config in configs:
+            if config.server is not None:
+                config.server.stop()
+    data = report(configs, args)
+    text = markdown(data)
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = f"{time.strftime('%Y-%m-%d')}-{platform.node()}-overhead"
+        (args.out / f"{stem}.md").write_text(text)
+        (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
