@@ -39,6 +39,9 @@ class TinyService(Service[Features, Score]):
     name = "tiny"
     # No wait: batching a microsecond model only pays off when requests already queue up.
     batching = batching(max_batch_size=64, max_wait_ms=0)
+    # A microsecond model: predict on the event loop, no thread hand-over per batch (the
+    # documented choice for such models; docs/performance.md measures both).
+    isolation = "inline"
 
     def setup(self, device: str) -> None:
         self.model = TinyLinear()

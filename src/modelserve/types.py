@@ -22,7 +22,7 @@ JSONValue: TypeAlias = (
     bool | int | float | str | Sequence["JSONValue"] | Mapping[str, "JSONValue"] | None
 )
 
-Isolation: TypeAlias = Literal["thread", "process"]
+Isolation: TypeAlias = Literal["thread", "process", "inline"]
 
 
 class ServiceStatus(enum.StrEnum):

@@ -296,3 +296,66 @@ def test_observer_failure_never_breaks_inference() -> None:
             await engine.close()
 
     assert run_virtual(main()) == 42
+
+
+class InlineExecutor:
+    """An executor offering `run_now`, like InlineReplica: runs batches on the loop."""
+
+    busy = False
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.batches: list[list[Any]] = []
+        self.fail_on = fail_on
+
+    def run_now(self, items: list[Any]) -> list[Any]:
+        self.batches.append(list(items))
+        if self.fail_on is not None and self.fail_on in items:
+            raise RuntimeError("bad batch")
+        return [i * 2 for i in items]
+
+    def run_batch(self, items: list[Any], done: Any) -> None:  # pragma: no cover - not used
+        raise AssertionError("an inline executor's batches run through run_now")
+
+
+def test_inline_lone_request_is_answered_without_suspending() -> None:
+    ex = InlineExecutor()
+
+    async def scenario(engine: BatchEngine, _: CountingObserver) -> Any:
+        coro = engine.submit(21)
+        # One step of the coroutine: an inline answer is there before it awaits anything.
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        raise AssertionError("submit suspended")
+
+    assert run(scenario, ex, max_batch_size=8, max_wait_ms=0) == 42  # type: ignore[arg-type]
+    assert ex.batches == [[21]]
+
+
+def test_inline_requests_of_one_loop_pass_share_a_batch() -> None:
+    ex = InlineExecutor()
+
+    async def scenario(engine: BatchEngine, _: CountingObserver) -> Any:
+        return await asyncio.gather(*(engine.submit(i) for i in range(10)))
+
+    results = run(scenario, ex, max_batch_size=4, max_wait_ms=0)  # type: ignore[arg-type]
+    assert results == [i * 2 for i in range(10)]
+    # The first runs at once; the rest arrived in the same pass and run in full batches.
+    assert ex.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+
+
+def test_inline_failure_fails_only_its_batch() -> None:
+    ex = InlineExecutor(fail_on=3)
+
+    async def scenario(engine: BatchEngine, observer: CountingObserver) -> Any:
+        results = await asyncio.gather(
+            *(engine.submit(i) for i in range(6)), return_exceptions=True
+        )
+        return results, observer.errors
+
+    results, errors = run(scenario, ex, max_batch_size=4, max_wait_ms=0)  # type: ignore[arg-type]
+    assert results[0] == 0
+    assert all(isinstance(r, PredictionError) for r in results[1:5])  # batch [1, 2, 3, 4]
+    assert results[5] == 10
+    assert errors == {"PredictionError": 1}

@@ -64,6 +64,14 @@ def test_missing_predict_is_refused() -> None:
         ServiceSpec.from_class(NoPredict)
 
 
+def test_inline_isolation_takes_one_replica() -> None:
+    assert ServiceSpec.from_class(make(isolation="inline")).isolation == "inline"
+    with pytest.raises(ServiceDefinitionError, match="replicas = 1"):
+        ServiceSpec.from_class(make(isolation="inline", replicas=2))
+    with pytest.raises(ServiceDefinitionError, match="'thread', 'process' or 'inline'"):
+        ServiceSpec.from_class(make(isolation="gpu"))
+
+
 def test_process_isolation_needs_an_importable_source() -> None:
     with pytest.raises(ServiceDefinitionError, match="worker process"):
         ServiceSpec.from_class(make(isolation="process"))

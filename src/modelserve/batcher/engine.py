@@ -4,7 +4,8 @@ Flow: `submit` appends to the queue (full -> OverloadedError at once) and awaits
 deadline timer; one collator task per engine waits for an idle executor, closes a batch by the
 rules in `collator`, and hands it to the executor; the executor's thread reports back through
 `loop.call_soon_threadsafe`, and `_finish` resolves the futures. The event loop never runs model
-code, and nothing here blocks.
+code, except for executors that offer `run_now` (isolation="inline", microsecond models): those
+run the batch right in `_dispatch`, and nothing here blocks otherwise.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class BatchEngine:
         self.config = config
         self._executors = list(executors)
         self._idle: deque[BatchExecutor] = deque(self._executors)
+        # Executors that run a batch synchronously on the loop (isolation="inline").
+        self._run_now: dict[BatchExecutor, Callable[[list[Any]], list[Any]]] = {
+            executor: run_now
+            for executor in self._executors
+            if (run_now := getattr(executor, "run_now", None)) is not None
+        }
         self._check_output = check_output
         self._observer: EngineObserver = observer or NullObserver()
         self._trace_batch = trace_batch
@@ -295,6 +302,17 @@ class BatchEngine:
         assert loop is not None
         self._running += 1
         started = loop.time()
+        run_now = self._run_now.get(executor) if self._run_now else None
+        if run_now is not None:
+            # Inline: answered before `submit` awaits, so a lone request never suspends. The
+            # executor stays taken until the loop's next pass, so requests arriving in the
+            # same pass queue up and run as one batch (from the collator) instead of one by one.
+            try:
+                result: list[Any] | BaseException = run_now([p.item for p in batch])
+            except Exception as exc:
+                result = exc
+            self._finish(executor, batch, result, started, release_later=True)
+            return
 
         def done(result: list[Any] | BaseException) -> None:
             # Called once from the executor's thread.
@@ -312,12 +330,16 @@ class BatchEngine:
         batch: list[Pending],
         result: list[Any] | BaseException,
         started: float,
+        *,
+        release_later: bool = False,
     ) -> None:
         loop = self._loop
         assert loop is not None
         self._running -= 1
-        self._idle.append(executor)
-        self._notify()
+        if release_later:
+            loop.call_soon(self._release, executor)
+        else:
+            self._release(executor)
         now = loop.time()
         run_s = now - started
         self._item_cost_s = 0.8 * self._item_cost_s + 0.2 * (run_s / len(batch))
@@ -359,6 +381,10 @@ class BatchEngine:
                     continue
             future.set_result(output)
         self._prune_deadlines()
+
+    def _release(self, executor: BatchExecutor) -> None:
+        self._idle.append(executor)
+        self._notify()
 
     def _fail_all(self, batch: list[Pending], exc: BaseException) -> None:
         if isinstance(exc, PredictionError):

@@ -39,13 +39,17 @@ BatchTraceFactory = Callable[[ServiceSpec], BatchTrace]
 
 
 def default_replica_factory(spec: ServiceSpec, device: str, index: int) -> Replica:
-    """Build a thread or process replica as the service's `isolation` asks."""
+    """Build a thread, process or inline replica as the service's `isolation` asks."""
     label = f"{spec.name}-{spec.version}-{index}"
     if spec.isolation == "process":
         from modelserve.runtime.process import ProcessReplica
 
         assert spec.source is not None  # checked by ServiceSpec.from_class
         return ProcessReplica(spec, device=device, label=label)
+    if spec.isolation == "inline":
+        from modelserve.runtime.inline import InlineReplica
+
+        return InlineReplica(spec.cls, device=device, label=label, artifacts=spec.artifact_dir)
     from modelserve.runtime.thread import ThreadReplica
 
     return ThreadReplica(spec.cls, device=device, label=label, artifacts=spec.artifact_dir)

@@ -72,7 +72,7 @@ class ModelInfo(BaseModel):
     description: str
     status: Literal["loading", "ready", "failed", "stopped"]
     reason: str | None = Field(None, description="Why the model is not ready, when it is not.")
-    isolation: Literal["thread", "process"]
+    isolation: Literal["thread", "process", "inline"]
     replicas: int
     batching: BatchingInfo
     input_schema: dict[str, Any]

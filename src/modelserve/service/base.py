@@ -50,6 +50,12 @@ class Service(Generic[In, Out]):
                 ...
 
     `predict` may also be `async def`; it still runs off the server's event loop.
+
+    `isolation` says where `predict` runs: "thread" (default: a dedicated thread per replica),
+    "process" (a worker process per replica, for GIL-bound Python models), or "inline" (on the
+    server's event loop, with no thread hand-over: only for models that answer a batch in
+    microseconds, such as small scikit-learn estimators or lookups; anything slower stalls
+    every other request, and the server logs a warning when a batch takes over 5 ms).
     """
 
     name: ClassVar[str]

@@ -79,8 +79,15 @@ class ServiceSpec:
         replicas = service_cls.replicas
         if not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
             raise ServiceDefinitionError(f"{label}.replicas must be an int in 1..{MAX_REPLICAS}")
-        if service_cls.isolation not in ("thread", "process"):
-            raise ServiceDefinitionError(f"{label}.isolation must be 'thread' or 'process'")
+        if service_cls.isolation not in ("thread", "process", "inline"):
+            raise ServiceDefinitionError(
+                f"{label}.isolation must be 'thread', 'process' or 'inline'"
+            )
+        if service_cls.isolation == "inline" and replicas != 1:
+            raise ServiceDefinitionError(
+                f"{label} uses isolation='inline' (predict runs on the event loop), so more"
+                " replicas cannot run at once: set replicas = 1 or use 'thread'"
+            )
         if service_cls.predict is Service.predict:
             raise ServiceDefinitionError(f"{label} must implement predict(self, batch)")
         if service_cls.isolation == "process" and source is None:
