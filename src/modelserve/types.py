@@ -130,9 +130,13 @@ class RequestObserver(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRecord:
-    """One answered request, as observers see it."""
+    """One answered request, as observers see it (treat as read-only).
+
+    Not a frozen dataclass on purpose: a frozen `__init__` sets each field through
+    `object.__setattr__`, which cost more than a microsecond per request on the fast path.
+    """
 
     method: str
     route: str  # the route template, e.g. "/v1/models/{name}/predict", never the raw path
@@ -143,3 +147,5 @@ class RequestRecord:
     model: str | None = None
     version: str | None = None
     error_code: str | None = None
+    # The request's trace (32 hex digits) when tracing is on.
+    trace_id: str | None = None

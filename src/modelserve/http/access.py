@@ -1,5 +1,8 @@
 """Plain ASGI middleware that reports every non-predict request to the request observers.
 
+With tracing on it also gives each of these requests its server span (named by the route
+template once routing has happened), so error bodies and log lines carry a trace id.
+
 The predict fast path builds its own `RequestRecord`s (see `http/predict.py`); this does the
 same for the FastAPI routes, with the route template Starlette resolved (`scope["route"]`),
 never the raw path, so metrics stay bounded and URLs with secrets in them are never recorded.
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 
 from modelserve.http.context import REQUEST_ID_KEY
 from modelserve.http.predict import PRINCIPAL_KEY
+from modelserve.observability import tracing
 from modelserve.types import (
     ASGIApp,
     Message,
@@ -45,10 +49,13 @@ class AccessMiddleware:
         self.observers = tuple(observers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.observers:
+        if scope["type"] != "http" or not (self.observers or tracing.enabled):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope.get("method", "GET")
+        # The route is known only once Starlette has routed: the span is renamed at the end.
+        trace = tracing.start_request(method, "unmatched", scope["headers"])
         # A request that ends without a response (the app raised, the client left) counts as
         # the 500 the server would have sent.
         status = 500
@@ -62,22 +69,30 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self._report(scope, status, time.perf_counter() - started)
-
-    def _report(self, scope: Scope, status: int, duration_s: float) -> None:
-        # Left in the scope by the auth dependency, when the route authenticated its caller.
-        principal = scope.get(PRINCIPAL_KEY)
-        request_id = scope.get(REQUEST_ID_KEY)
-        record = RequestRecord(
-            method=scope.get("method", "GET"),
-            route=route_template(scope),
-            status=status,
-            duration_s=duration_s,
-            request_id=request_id if isinstance(request_id, str) else "",
-            principal=principal if isinstance(principal, Principal) else None,
-        )
-        for observer in self.observers:
-            try:
-                observer.on_request(record)
-            except Exception:  # an observer must never break serving
-                logger.exception("request observer failed")
+            route = route_template(scope)
+            principal = scope.get(PRINCIPAL_KEY)
+            if not isinstance(principal, Principal):
+                principal = None
+            request_id = scope.get(REQUEST_ID_KEY)
+            if trace is not None:
+                trace.finish(
+                    status,
+                    request_id=request_id if isinstance(request_id, str) else None,
+                    principal=principal,
+                    route=(method, route),
+                )
+            if self.observers:
+                record = RequestRecord(
+                    method,
+                    route,
+                    status,
+                    time.perf_counter() - started,
+                    request_id if isinstance(request_id, str) else "",
+                    principal,
+                    trace_id=trace.trace_id if trace is not None else None,
+                )
+                for observer in self.observers:
+                    try:
+                        observer.on_request(record)
+                    except Exception:  # an observer must never break serving
+                        logger.exception("request observer failed")

@@ -139,6 +139,10 @@ def build_app(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # FastAPI's own OpenTelemetry spans, metrics and exception logs would duplicate ours
+        # (observability/): a second server span per request, in a trace of its own, with the
+        # raw path, and exception messages sent to a log provider past our redaction step.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.runtime = runtime
     app.state.settings = settings

@@ -1,7 +1,8 @@
 """The one table from error class to HTTP status and code, and the one error body.
 
-Every error response is `{"error": {"code", "message", "details", "request_id"}}`. 5xx bodies
-carry a generic message and the request id only: no trace, SQL, paths or versions (S11).
+Every error response is `{"error": {"code", "message", "details", "request_id"}}`, plus
+`trace_id` while tracing is on (so a client's report leads straight to the trace). 5xx bodies
+carry a generic message and the request id only: no stack trace, SQL, paths or versions (S11).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from modelserve.errors import (
     UnsupportedMediaError,
 )
 from modelserve.http.context import REQUEST_ID_KEY
+from modelserve.observability import tracing
 
 logger = logging.getLogger("modelserve.http")
 
@@ -94,10 +96,12 @@ def status_and_code(exc: BaseException) -> tuple[int, str]:
 
 
 def error_body(code: str, message: str, details: Any, request_id: str | None) -> bytes:
-    """Serialize the one error body."""
-    return orjson.dumps(
-        {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
-    )
+    """Serialize the one error body (with the request's `trace_id` when tracing is on)."""
+    error = {"code": code, "message": message, "details": details, "request_id": request_id}
+    trace_id = tracing.current_trace_id() if tracing.enabled else None
+    if trace_id is not None:
+        error["trace_id"] = trace_id
+    return orjson.dumps({"error": error})
 
 
 def render_error(

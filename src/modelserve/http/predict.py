@@ -145,18 +145,18 @@ class PredictEndpoint:
         if is_batch:
             inputs = codec.parse_batch(body)
             if trace is not None:
-                trace.mark("validation")
+                trace.mark(tracing.PHASE_VALIDATION)
             results = await engine.submit_many(inputs, trace)
             payload, extra = codec.dump_batch(results)
         else:
             item = codec.parse_one(body)
             if trace is not None:
-                trace.mark("validation")
+                trace.mark(tracing.PHASE_VALIDATION)
             output = await engine.submit(item, trace)
             payload, extra = codec.dump(output)
             results = [output]
         if trace is not None:
-            trace.mark("inference")
+            trace.mark(tracing.PHASE_ENGINE)
         if version is None:
             mirror = runtime.mirror(name)
             if mirror is not None:
@@ -200,9 +200,11 @@ class PredictEndpoint:
                 principal = await self._guard.check_predict(headers, name)
                 scope[PRINCIPAL_KEY] = principal
                 if trace is not None:
-                    trace.mark("auth")
+                    trace.mark(tracing.PHASE_AUTH)
             check_media_type(headers)
             body = await read_body(receive, headers, self._max_body_bytes)
+            if trace is not None:
+                trace.mark(tracing.PHASE_READ_BODY)
             payload, extra, deployed = await self._predict(
                 name, version, is_batch, body, request_id, principal, trace
             )
@@ -253,15 +255,16 @@ class PredictEndpoint:
             )
         if self._observers:
             record = RequestRecord(
-                method="POST",
-                route=_route(version, is_batch),
-                status=status,
-                duration_s=time.perf_counter() - started,
-                request_id=request_id,
-                principal=principal,
-                model=name if deployed is not None else None,
-                version=version_served,
-                error_code=error_code,
+                "POST",
+                _route(version, is_batch),
+                status,
+                time.perf_counter() - started,
+                request_id,
+                principal,
+                name if deployed is not None else None,
+                version_served,
+                error_code,
+                trace.trace_id if trace is not None else None,
             )
             for observer in self._observers:
                 try:

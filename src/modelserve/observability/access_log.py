@@ -116,10 +116,11 @@ class AccessLogObserver:
         if redactor.has_secrets or "ms_" in request_id or "eyJ" in request_id or ":" in request_id:
             request_id = redactor.text(request_id)
         trace = b""
-        if tracing.enabled:
+        trace_id = record.trace_id
+        if trace_id is None and tracing.enabled:
             trace_id = tracing.current_trace_id()
-            if trace_id is not None:
-                trace = b',"trace_id":"%s"' % trace_id.encode()
+        if trace_id is not None:
+            trace = b',"trace_id":"%s"' % trace_id.encode()
         lines = self._lines
         lines.append(
             b'{"event":"request","level":"info","logger":"modelserve.access",'
@@ -139,6 +140,7 @@ class AccessLogObserver:
     def _render_shared(self, key: tuple[Any, ...], record: RequestRecord) -> bytes:
         fields = self.fields(record)
         del fields["request_id"], fields["duration_ms"]
+        fields.pop("trace_id", None)
         shared = b"," + orjson.dumps(fields)[1:-1]
         if len(self._shared) < MAX_SHARED:  # bounded: principals are many on a busy server
             self._shared[key] = shared
@@ -185,4 +187,6 @@ class AccessLogObserver:
             fields["version"] = record.version
         if record.error_code is not None:
             fields["error"] = record.error_code
+        if record.trace_id is not None:
+            fields["trace_id"] = record.trace_id
         return fields

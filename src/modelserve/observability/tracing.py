@@ -268,6 +268,14 @@ class _HeaderGetter(Getter[Sequence[tuple[bytes, bytes]]]):
 _GETTER = _HeaderGetter()
 
 
+# Phases the fast path marks, in order. The engine phase (queued, then in a batch) is split
+# into `queue_wait` and `predict` spans at the batch's start, and `predict` links to the batch.
+PHASE_AUTH = "auth"
+PHASE_READ_BODY = "read_body"
+PHASE_VALIDATION = "validation"
+PHASE_ENGINE = "engine"
+
+
 class RequestTrace:
     """The trace of one predict request; exists only while tracing is enabled.
 
@@ -312,13 +320,20 @@ class RequestTrace:
         version: str | None = None,
         principal: Principal | None = None,
         error_code: str | None = None,
+        route: tuple[str, str] | None = None,
     ) -> None:
-        """End the request's span and emit its phase spans."""
+        """End the request's span and emit its phase spans.
+
+        `route` is (method, route template) when the route was only known after the span began.
+        """
         tracer = _tracer
         try:
             if tracer is not None and self.span.is_recording():
                 self._emit_phases(tracer)
             span = self.span
+            if route is not None:
+                span.update_name(f"{route[0]} {route[1]}")
+                span.set_attribute("http.route", route[1])
             span.set_attribute("http.response.status_code", status)
             if request_id is not None:
                 span.set_attribute("modelserve.request_id", request_id)
@@ -341,7 +356,7 @@ class RequestTrace:
 
     def _emit_phases(self, tracer: trace.Tracer) -> None:
         for name, start, end in self._phases:
-            if name == "engine" and self._batch is not None:
+            if name == PHASE_ENGINE and self._batch is not None:
                 batch, batch_start, batch_end = self._batch
                 split = min(max(start, batch_start), end)
                 tracer.start_span("queue_wait", context=self._ctx, start_time=start).end(split)
