@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from modelserve.http.context import new_request_id, request_id_from
+from modelserve.http.context import request_id_from
+from modelserve.observability.request_ids import is_made_here, new_request_id
 
 
 def test_ids_are_unique_and_plain() -> None:
@@ -33,3 +34,14 @@ def test_client_id_kept_only_when_plain() -> None:
     assert request_id_from([(b"x-request-id", b"abc-123")]) == "abc-123"
     made = request_id_from([(b"x-request-id", b"bad id\r\n")])
     assert made != "bad id\r\n" and len(made) == 32
+
+
+def test_a_credential_shaped_client_id_is_replaced() -> None:
+    key = b"ms_0123456789ab_" + b"k" * 43
+    made = request_id_from([(b"x-request-id", key)])
+    assert made != key.decode() and is_made_here(made)
+
+
+def test_made_ids_are_recognised() -> None:
+    assert is_made_here(new_request_id())
+    assert not is_made_here("abc-123")

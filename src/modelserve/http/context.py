@@ -1,55 +1,25 @@
 """Per-request plumbing shared by the fast predict path and the FastAPI routes.
 
-Request ids: a client's `X-Request-ID` is kept when it is short and plain, else one is made.
+Request ids: a client's `X-Request-ID` is kept when it is short, plain and holds no credential,
+else one is made (`observability/request_ids.py`).
 Bodies: read with a byte limit that holds for chunked bodies too (V1, V2).
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
-
 from modelserve.errors import PayloadTooLargeError
+from modelserve.observability.request_ids import accept, new_request_id
 from modelserve.types import Receive
 
 REQUEST_ID_KEY = "modelserve.request_id"
 REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class _RequestIds:
-    """Unique request ids without a system call each: a random per-process prefix and a counter.
-
-    Ids identify, they do not authorize, so they need to be unique, not unpredictable. A forked
-    child draws a new prefix (`os.register_at_fork`), so workers never collide; checking the pid
-    per request instead was a system call each time (glibc does not cache getpid).
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count()
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
-
-
-new_request_id = _RequestIds().next
-"""A new 32-hex-digit request id, unique across processes."""
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's X-Request-ID when acceptable, else a new one (never echo unsafe bytes)."""
+    """The client's X-Request-ID when plain and clean, else a new one (see request_ids)."""
     for key, value in headers:
         if key == REQUEST_ID_HEADER:
-            if _VALID_REQUEST_ID.match(value):
-                return value.decode("ascii")
-            break
+            return accept(value)
     return new_request_id()
 
 

@@ -13,9 +13,10 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, create_model
 from starlette.responses import Response
 
-from modelserve.http.context import REQUEST_ID_KEY, new_request_id
+from modelserve.http.context import REQUEST_ID_KEY
 from modelserve.http.deps import PREDICT_GUARDED
 from modelserve.http.predict import PredictEndpoint
+from modelserve.observability.request_ids import new_request_id
 from modelserve.runtime.manager import ModelRuntime
 from modelserve.schemas.wire import ErrorResponse, ItemErrorInfo
 

@@ -34,6 +34,7 @@ from modelserve.observability import logging as obs_logging
 from modelserve.observability import tracing
 from modelserve.observability.metrics import KNOWN_METHODS
 from modelserve.observability.redaction import redactor
+from modelserve.observability.request_ids import is_made_here
 
 if TYPE_CHECKING:
     from modelserve.types import RequestRecord
@@ -111,10 +112,14 @@ class AccessLogObserver:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
         request_id = record.request_id
-        # Request ids are [A-Za-z0-9._:-]{1,128} (http/context.py): of the credential shapes
-        # only a key (ms_), a JWT (eyJ) or a key:value pair fit, besides registered secrets.
-        if redactor.has_secrets or "ms_" in request_id or "eyJ" in request_id or ":" in request_id:
-            request_id = redactor.text(request_id)
+        # Ids this process made cannot hold a secret; a client's id was already refused if the
+        # redactor would change it (request_ids.accept), and is checked again here anyway.
+        if is_made_here(request_id):
+            quoted = b'"%s"' % request_id.encode()
+        else:
+            if redactor.suspicious(request_id):
+                request_id = redactor.text(request_id)
+            quoted = orjson.dumps(request_id)
         trace = b""
         trace_id = record.trace_id
         if trace_id is None and tracing.enabled:
@@ -128,7 +133,7 @@ class AccessLogObserver:
             % (
                 self._prefix,
                 int((at - second) * 1e6),
-                orjson.dumps(request_id),
+                quoted,
                 record.duration_s * 1000.0,
                 shared,
                 trace,
