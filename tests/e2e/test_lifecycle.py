@@ -5,6 +5,7 @@ load among healthy ones (R19).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -168,3 +169,22 @@ def test_r19_ready_when_any_turns_readyz_green(tmp_path: Path) -> None:
         response = relaxed.client().get("/readyz")
     assert response.status_code == 200
     assert response.json()["models"]["broken"] == "failed"
+
+
+def test_production_logs_are_one_json_object_per_line(tmp_path: Path) -> None:
+    # uvicorn's own lines, the server's and the access log alike: a log shipper parses every
+    # line, and every line went through the redaction step.
+    with launch(
+        tmp_path,
+        target=BROKEN_SERVICES,
+        env={"MODELSERVE_MODE": "prod", "MODELSERVE_AUTH__JWT_SECRET": "s" * 64},
+        wait_for="settled",
+    ) as server:
+        assert server.client().get("/v1/models").status_code == 200
+        time.sleep(0.5)  # access lines are written every 0.25 s
+        text = server.stderr_text()
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    loggers = {r["logger"] for r in records}
+    assert {"uvicorn.error", "modelserve.runtime", "modelserve.access"} <= loggers
+    assert not any(name.startswith("sqlalchemy") for name in loggers)  # no SQL at info
+    assert any("failed to load" in r["event"] for r in records)

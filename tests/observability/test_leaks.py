@@ -226,6 +226,10 @@ def test_no_credential_reaches_any_sink(
         }
         # Each sink saw the traffic, so finding nothing there means something.
         assert '"route":"/v1/models/{name}/predict","status":401' in log_text
+        # FastAPI routes name their caller too (the auth dependency leaves it in the scope).
+        assert '"route":"/v1/auth/me","status":200' in log_text
+        me_line = next(line for line in log_text.splitlines() if '"route":"/v1/auth/me"' in line)
+        assert '"principal_kind":"user"' in me_line
         assert '"logger":"uvicorn.access"' in log_text and "api_key=[REDACTED]" in log_text
         assert transport.events(), "the failing endpoint produced no Sentry event"
         assert any(s.name.startswith("POST /v1/auth/token") for s in spans.get_finished_spans())

@@ -8,7 +8,6 @@ server when a target's folder changes. Both start fresh processes that build the
 
 from __future__ import annotations
 
-import copy
 import enum
 import inspect
 import signal
@@ -18,7 +17,6 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
-import uvicorn.config
 
 from modelserve.auth.signing import check_auth_settings
 from modelserve.cli.factory import (
@@ -32,6 +30,7 @@ from modelserve.config import Settings
 from modelserve.errors import ModelserveError
 from modelserve.http.app import prepare_schema_at
 from modelserve.observability import multiprocess
+from modelserve.observability.logging import resolve_format, uvicorn_log_config
 from modelserve.service.spec import ServiceSpec
 
 FACTORY = "modelserve.cli.factory:build_app"
@@ -206,15 +205,15 @@ def watch_dirs(specs: list[ServiceSpec]) -> list[str]:
     return dirs or [str(Path.cwd())]
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging setup plus the `modelserve` loggers on the same handler."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["modelserve"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
+def log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's logging setup: its records and ours through the one structured, redacted
+    pipeline (JSON in prod mode). uvicorn applies it in every process it starts, supervisor
+    and workers alike; without it uvicorn's own formatter took over the `modelserve` loggers
+    and printed them as plain text, past the redaction step."""
+    level = settings.observability.log_level or settings.server.log_level
+    return uvicorn_log_config(
+        fmt=resolve_format(settings.observability, settings.mode), level=level
+    )
 
 
 def _run(app: Any, settings: Settings, **mode: Any) -> None:
@@ -235,7 +234,7 @@ def _run(app: Any, settings: Settings, **mode: Any) -> None:
         # would print client addresses and full paths outside our redaction step.
         access_log=False,
         log_level=server.log_level,
-        log_config=log_config(server.log_level),
+        log_config=log_config(settings),
         # uvicorn annotates this as int but only hands it to asyncio.wait_for: a float works
         # and keeps sub-second timeouts exact.
         timeout_graceful_shutdown=server.graceful_timeout_s,  # type: ignore[arg-type]

@@ -15,8 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from modelserve.http.context import REQUEST_ID_KEY
-from modelserve.http.predict import PRINCIPAL_KEY
+from modelserve.http.context import PRINCIPAL_KEY, REQUEST_ID_KEY
 from modelserve.observability import tracing
 from modelserve.types import (
     ASGIApp,

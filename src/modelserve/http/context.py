@@ -12,6 +12,8 @@ from modelserve.observability.request_ids import accept, new_request_id
 from modelserve.types import Receive
 
 REQUEST_ID_KEY = "modelserve.request_id"
+# The authenticated Principal, left in the ASGI scope for the access log and metrics.
+PRINCIPAL_KEY = "modelserve.principal"
 REQUEST_ID_HEADER = b"x-request-id"
 
 

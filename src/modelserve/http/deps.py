@@ -38,7 +38,7 @@ from modelserve.auth.system import AuthSystem
 from modelserve.db.engine import Database
 from modelserve.db.repos import Session
 from modelserve.errors import AuthenticationError, ConfigError, PermissionDeniedError
-from modelserve.http.context import REQUEST_ID_KEY
+from modelserve.http.context import PRINCIPAL_KEY, REQUEST_ID_KEY
 from modelserve.types import ANONYMOUS, Principal
 
 # Query parameters that look like a credential: never honoured, and refused so the client
@@ -87,7 +87,10 @@ async def get_principal(
     if auth is None:
         return ANONYMOUS
     refuse_query_credentials(request.scope.get("query_string", b""))
-    return await auth.guard.authenticate(request.scope["headers"])
+    principal = await auth.guard.authenticate(request.scope["headers"])
+    # For the access log and metrics, which run outside the route (http/access.py).
+    request.scope[PRINCIPAL_KEY] = principal
+    return principal
 
 
 def refuse_query_credentials(query: bytes) -> None:

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelserve.errors import ModelserveError, TooManyHeadersError
 from modelserve.http.codec import Headers, ServiceCodec, check_media_type
-from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, read_body, request_id_from
+from modelserve.http.context import (
+    PRINCIPAL_KEY,
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    read_body,
+    request_id_from,
+)
 from modelserve.http.errors import render_error, status_and_code
 from modelserve.observability import tracing
 from modelserve.observability.tracing import RequestTrace
@@ -41,7 +47,6 @@ logger = logging.getLogger("modelserve.http")
 
 PREFIX = "/v1/models/"
 JSON_HEADER = (b"content-type", b"application/json")
-PRINCIPAL_KEY = "modelserve.principal"
 
 # Route templates as observers see them (never raw paths: model names are bounded, paths not).
 ROUTE_PREDICT = "/v1/models/{name}/predict"

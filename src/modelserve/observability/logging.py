@@ -227,6 +227,9 @@ def uvicorn_log_config(*, fmt: LogFormat, level: str = "info") -> dict[str, Any]
                 name: {"handlers": [], "level": level.upper(), "propagate": True}
                 for name in (*FOREIGN_LOGGERS, "modelserve")
             },
+            # SQLAlchemy sets its loggers to WARNING at import; at INFO it logs every
+            # statement (`database.echo` is the switch for that).
+            "sqlalchemy": {"handlers": [], "level": "WARNING", "propagate": True},
             UVICORN_ACCESS: {"handlers": [], "propagate": False},
         },
         "root": {"handlers": ["default"], "level": level.upper()},

@@ -49,6 +49,8 @@ REFRESH_TIMEOUT_S = 1.0
 # Access lines are written and pending counts pushed this often (access_log.MAX_DELAY_S).
 TICK_S = 0.25
 
+_exit_hook = False
+
 
 def release() -> str:
     """The installed modelserve version."""
@@ -96,6 +98,12 @@ def configure_process(settings: Settings) -> None:
         environment=config.sentry_environment or settings.mode,
         release=release(),
     )
+    global _exit_hook
+    if not _exit_hook:
+        # Every server process (each --workers worker too) flushes its spans and Sentry events
+        # on the way out, whichever way uvicorn ends.
+        _exit_hook = True
+        atexit.register(shutdown_process)
 
 
 def shutdown_process() -> None:
