@@ -1,0 +1,24 @@
+"""bench.overhead: medians and ratios against the bare configuration."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.overhead import Config, markdown, report
+
+
+def test_report_takes_medians_and_ratios_against_bare() -> None:
+    bare = Config("bare", auth=False, observability=False)
+    bare.rps, bare.cpu_us, bare.p99_ms = [100.0, 90.0, 110.0], [10.0, 12.0, 11.0], [1.0, 2.0, 3.0]
+    full = Config("auth+observability", auth=True, observability=True)
+    full.rps, full.cpu_us, full.p99_ms = [95.0, 80.0, 85.0], [12.0, 13.0, 14.0], [2.0, 2.0, 2.0]
+    full.errors = 1
+    args = argparse.Namespace(concurrency=64, duration=5.0, rounds=3, ms_env=[])
+    data = report([bare, full], args)
+    rows = {row["config"]: row for row in data["rows"]}
+    assert rows["bare"]["rps_vs_bare"] == 1.0
+    assert rows["auth+observability"]["rps_median"] == 85.0
+    assert rows["auth+observability"]["rps_vs_bare"] == 0.85
+    assert rows["auth+observability"]["cpu_vs_bare"] == round(13.0 / 11.0, 3)
+    text = markdown(data)
+    assert "| auth+observability | 85 | 0.85x | 13.0 | 1.18x | 2.0 | 1 |" in text
