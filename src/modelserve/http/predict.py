@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelserve.errors import ModelserveError, TooManyHeadersError
 from modelserve.http.codec import Headers, ServiceCodec, check_media_type
@@ -97,19 +96,17 @@ class PredictEndpoint:
         self._guard = guard
         self._observers = tuple(observers)
         self._predlog = prediction_log
-        # Weak keys: a retired version's codec goes with it (memory must return, R4).
-        self._codecs: weakref.WeakKeyDictionary[DeployedService, ServiceCodec] = (
-            weakref.WeakKeyDictionary()
-        )
         self._background: set[asyncio.Task[None]] = set()
 
     def codec(self, deployed: DeployedService) -> ServiceCodec:
         """The codec of a loaded version (built on first use)."""
-        codec = self._codecs.get(deployed)
+        # Kept on the version itself: it goes when a retired version does (R4).
+        codec = deployed.wire
         if codec is None:
-            codec = ServiceCodec(deployed.spec, max_batch_inputs=self._max_batch_inputs)
-            self._codecs[deployed] = codec
-        return codec
+            codec = deployed.wire = ServiceCodec(
+                deployed.spec, max_batch_inputs=self._max_batch_inputs
+            )
+        return cast(ServiceCodec, codec)
 
     async def respond(
         self,

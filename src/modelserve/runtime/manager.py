@@ -66,6 +66,9 @@ class DeployedService:
     replicas: list[Replica] = field(default_factory=list)
     counters: CountingObserver = field(default_factory=CountingObserver)
     loaded_at: float | None = None
+    # Whatever the HTTP layer builds once per version (its wire codec): kept here so a request
+    # finds it with one attribute read, and it goes when the version does.
+    wire: Any = None
 
     def require_ready(self) -> BatchEngine:
         """The engine, or ServiceUnavailableError saying why there is none."""
