@@ -1,8 +1,6 @@
-"""Build an app with observability wired the way `create_app` is meant to wire it.
-
-This mirrors the integration handed to the lead (docs/observability.md, "Wiring"): the engine
-observer factory, the request observers on the fast path and as ASGI middleware, the routes,
-and the lifespan hooks.
+"""Apps for the observability tests: the product's own `create_app`, so the tests exercise the
+wiring users get (engine observers, request observers on the fast path and the access
+middleware, routes, lifespan hooks), not a copy of it.
 """
 
 from __future__ import annotations
@@ -16,43 +14,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from modelserve import Settings
-from modelserve.http.access import AccessMiddleware
-from modelserve.http.app import build_app
-from modelserve.http.observability_routes import build_observability_router
+from modelserve import Settings, create_app
 from modelserve.observability import Observability
-from modelserve.types import PredictGuard
+from modelserve.types import RequestObserver
 
 
 def observed_app(
-    settings: Settings,
-    services: Sequence[Any],
-    *,
-    guard: PredictGuard | None = None,
-    observability: Observability | None = None,
+    settings: Settings, services: Sequence[Any], *, observers: Sequence[RequestObserver] = ()
 ) -> tuple[FastAPI, Observability]:
-    """The serving core (`build_app`) plus every observability hook."""
-    obs = observability or Observability(settings)
-    observers = obs.request_observers()
-
-    async def start(app: FastAPI) -> None:
-        await obs.start(runtime=app.state.runtime, database=app.state.database)
-
-    async def stop(app: FastAPI) -> None:
-        await obs.stop()
-
-    app = build_app(
-        settings,
-        services,
-        observer_factory=obs.observer_factory,
-        guard=guard,
-        observers=observers,
-        on_startup=[start],
-        on_shutdown=[stop],
-    )
-    app.state.observability = obs
-    app.include_router(build_observability_router(obs))
-    app.add_middleware(AccessMiddleware, observers=observers)
+    """`create_app(settings, services)` and its Observability; `observers` see every request."""
+    app = create_app(settings, services, observers=observers)
+    obs: Observability = app.state.observability
     return app, obs
 
 

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from modelserve.cli.main import app as cli
 from modelserve.errors import PermissionDeniedError
 from modelserve.http.observability_routes import stats_reader
-from modelserve.observability import Observability
 from modelserve.types import Principal, RequestRecord
 from tests.observability.services import Scorer
 from tests.observability.support import observed_app, serving, settings_for
@@ -80,9 +79,7 @@ def test_no_metrics_when_disabled(tmp_path: Path) -> None:
 def test_the_access_middleware_records_route_templates(tmp_path: Path) -> None:
     recorder = Recorder()
     settings = settings_for(tmp_path, access_log=False)
-    obs = Observability(settings)
-    obs.request_observers().append(recorder)
-    app, _ = observed_app(settings, [Scorer], observability=obs)
+    app, _ = observed_app(settings, [Scorer], observers=[recorder])
 
     with TestClient(app, raise_server_exceptions=False) as client:
         client.get("/v1/models/scorer")
