@@ -20,6 +20,8 @@ collected. So the rules are:
   model's objects leave the collector's work as well.
 
 The collector is process-wide, so this is a process setting (`server.gc_freeze`, on by default).
+Worker processes of `isolation = "process"` freeze once after `setup` regardless: each holds one
+model for its whole life and never retires it (runtime/process_worker.py).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -105,6 +106,10 @@ def run_worker(
         conn.close()
         return
     runner = BatchRunner(service, spec)
+    # This process holds one model for its whole life: keep that heap out of the collector's
+    # full collections (see runtime/heap.py), so they do not stall batches.
+    gc.collect()
+    gc.freeze()
     try:
         _send(conn, Ready(pid=os.getpid()))
         while True:
