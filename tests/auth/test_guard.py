@@ -121,6 +121,29 @@ async def test_check_predict_scopes_and_limits(sqlite_url: str, tmp_path: Path) 
         await system.database.dispose()
 
 
+async def test_the_synchronous_check_answers_only_for_cached_credentials(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    system = await _system(sqlite_url, tmp_path, rate_limits={"predict": "2/minute"})
+    try:
+        key, _ = await _key(system, ["predict:a"])
+        system.authenticator.forget_all()
+        headers = [(b"x-api-key", key.encode())]
+        assert system.guard.check_predict_now(headers, "a") is None  # needs the database
+        first = await system.guard.check_predict(headers, "a")  # looks it up, counts 1
+        now = system.guard.check_predict_now(headers, "a")  # cached: answered at once, counts 2
+        assert now is not None and now.subject == first.subject
+        with pytest.raises(RateLimitedError):  # the same budget on both paths
+            system.guard.check_predict_now(headers, "a")
+        with pytest.raises(PermissionDeniedError):
+            system.guard.check_predict_now(headers, "b")
+        with pytest.raises(AuthenticationError):
+            system.guard.check_predict_now([], "a")
+    finally:
+        await system.close()
+        await system.database.dispose()
+
+
 async def test_revocation_reaches_another_process_within_the_cache_ttl(
     database_url: str, tmp_path: Path
 ) -> None:

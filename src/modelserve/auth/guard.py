@@ -140,29 +140,37 @@ class AuthGuard:
             raise AuthenticationError(MISSING_CREDENTIALS)
         return await self._authenticator.authenticate(credential)
 
-    async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
-        """Who is calling, or raise why they may not predict with `model`.
-
-        Runs on every predict request: a cached credential costs no await and no I/O.
-        """
+    def check_predict_now(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal | None:
+        """`check_predict` without a coroutine when no I/O is needed (a cached credential, and
+        no limit or the in-memory limiter): the Principal, or None to say "await
+        `check_predict`". Raises exactly as `check_predict` does."""
         credential = credential_from_headers(headers)
         if credential is None:
             raise AuthenticationError(MISSING_CREDENTIALS)
         principal = self._authenticator.cached(credential)
         if principal is None:
-            principal = await self._authenticator.authenticate(credential)
-        scopes = principal.scopes
-        if "predict:*" not in scopes and not principal.has_scope("predict:" + model):
-            self._audit.record_soon(
-                AuditEvent.PERMISSION_DENIED,
-                actor=principal,
-                meta=NO_META,
-                outcome=Outcome.DENIED,
-                target_type="model",
-                target_id=model[:64],
-                details={"scope": "predict"},
-            )
-            raise PermissionDeniedError(f"this credential may not predict with {model!r}")
+            return None
+        self._may_predict(principal, model)
+        namespace, rules = self._policy.predict(model)
+        if rules:
+            if self._memory is None:
+                return None  # a shared limiter: the awaited path counts the hit
+            self._memory.check_and_hit(f"{namespace}|{principal.rate_key}", rules)
+        return principal
+
+    async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
+        """Who is calling, or raise why they may not predict with `model`.
+
+        Runs on every predict request: a cached credential costs no await and no I/O.
+        """
+        principal = self.check_predict_now(headers, model)
+        if principal is not None:
+            return principal
+        credential = credential_from_headers(headers)
+        if credential is None:
+            raise AuthenticationError(MISSING_CREDENTIALS)
+        principal = await self._authenticator.authenticate(credential)
+        self._may_predict(principal, model)
         namespace, rules = self._policy.predict(model)
         if rules:
             if self._memory is not None:
@@ -170,6 +178,20 @@ class AuthGuard:
             else:
                 await self._limiter.hit(f"{namespace}|{principal.rate_key}", rules)
         return principal
+
+    def _may_predict(self, principal: Principal, model: str) -> None:
+        if "predict:*" in principal.scopes or principal.has_scope("predict:" + model):
+            return
+        self._audit.record_soon(
+            AuditEvent.PERMISSION_DENIED,
+            actor=principal,
+            meta=NO_META,
+            outcome=Outcome.DENIED,
+            target_type="model",
+            target_id=model[:64],
+            details={"scope": "predict"},
+        )
+        raise PermissionDeniedError(f"this credential may not predict with {model!r}")
 
     async def limit(self, principal: Principal, namespace: str, rules: Rules) -> None:
         """Count one request of `principal` against `rules` (RateLimitedError when over)."""
