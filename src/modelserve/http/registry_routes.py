@@ -259,20 +259,7 @@ def build_registry_router() -> APIRouter:
             records = runtime.shadow_records(name, min(limit, MAX_SHADOW_RECORDS))
         except ServiceNotFoundError:
             records = []
-        data = [
-            ShadowRecordPublic(
-                at=r.at,
-                request_id=r.request_id,
-                primary_version=r.primary_version,
-                shadow_version=r.shadow_version,
-                primary_latency_s=r.primary_latency_s,
-                shadow_latency_s=r.shadow_latency_s,
-                equal=r.equal,
-                max_abs_diff=r.max_abs_diff,
-                error=r.error,
-            )
-            for r in records
-        ]
+        data = [ShadowRecordPublic.model_validate(r, from_attributes=True) for r in records]
         diffs = [r.max_abs_diff for r in records if r.max_abs_diff is not None]
         summary = ShadowSummary(
             count=len(records),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelserve.service.base import Service
+from modelserve.service.base import Service, load_service
 from modelserve.types import BatchDone
 
 logger = logging.getLogger("modelserve.runtime")
@@ -68,9 +68,9 @@ class InlineReplica:
 
         def setup() -> None:
             try:
-                service = self._service_cls()
-                service.artifacts = self._artifacts
-                service.setup(self._device)
+                service = load_service(
+                    self._service_cls, device=self._device, artifacts=self._artifacts
+                )
             except BaseException as exc:
                 ready.set_exception(exc)
                 return

@@ -43,7 +43,7 @@ from modelserve.runtime.process_codec import (
     encode,
     safe_text,
 )
-from modelserve.service.base import Service
+from modelserve.service.base import Service, load_service
 from modelserve.service.loader import load_class
 from modelserve.service.spec import ServiceSource, ServiceSpec
 
@@ -97,9 +97,9 @@ def run_worker(
     try:
         source = ServiceSource("file" if kind == "file" else "module", location, attr)
         spec = ServiceSpec.from_class(load_class(source), source=source)
-        service = spec.cls()
-        service.artifacts = Path(artifacts) if artifacts is not None else None
-        service.setup(device)
+        service = load_service(
+            spec.cls, device=device, artifacts=Path(artifacts) if artifacts is not None else None
+        )
     except BaseException as exc:  # SystemExit in setup is a failed setup too
         error = safe_text(f"{type(exc).__name__}: {exc}")
         _send(conn, SetupFailed(error=error, traceback=safe_text(traceback.format_exc())))

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from modelserve.service.base import Service
+from modelserve.service.base import Service, load_service
 from modelserve.types import BatchDone
 
 logger = logging.getLogger("modelserve.runtime")
@@ -81,9 +81,9 @@ class ThreadReplica:
 
     def _main(self) -> None:
         try:
-            service = self._service_cls()
-            service.artifacts = self._artifacts
-            service.setup(self._device)
+            service = load_service(
+                self._service_cls, device=self._device, artifacts=self._artifacts
+            )
         except BaseException as exc:
             self._ready.set_exception(exc)
             return

@@ -79,3 +79,16 @@ class Service(Generic[In, Out]):
 
     def teardown(self) -> None:
         """Release resources when the server stops."""
+
+
+def load_service(
+    service_cls: type[Service[Any, Any]], *, device: str, artifacts: Path | None = None
+) -> Service[Any, Any]:
+    """A new instance with its registry files, after `setup(device)` on the calling thread.
+
+    The one way every replica kind (thread, inline, process) brings a service up.
+    """
+    service = service_cls()
+    service.artifacts = artifacts
+    service.setup(device)
+    return service
