@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,41 +21,30 @@ from pathlib import Path
 import httpx
 import pytest
 import sentry_sdk
-import uvicorn
 from fastapi import FastAPI, Request
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from modelserve import Settings
 from modelserve.auth.audit import RequestMeta
 from modelserve.db import migrate
-from modelserve.http.access import AccessMiddleware
 from modelserve.http.assembly import create_app
-from modelserve.http.observability_routes import build_observability_router
-from modelserve.observability import Observability, sentry
+from modelserve.observability import sentry
 from modelserve.observability.logging import configure_logging
 from modelserve.schemas.auth import UserCreate
 from tests.auth.support import FAST_HASHING, PASSWORD, SECRET
 from tests.observability.conftest import CapturedLogs
 from tests.observability.sentry_capture import FAKE_DSN, CaptureTransport
 from tests.observability.services import Scorer
+from tests.observability.support import serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)
 PREDICT = "/v1/models/scorer/predict"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def leaky_app(settings: Settings) -> FastAPI:
-    """The product app with observability wired on top, plus an endpoint that fails carelessly."""
-    obs = Observability(settings)
-    observers = obs.request_observers()
-    app = create_app(settings, [Scorer], observers=observers)
-    app.include_router(build_observability_router(obs))
-    app.add_middleware(AccessMiddleware, observers=observers)
+    """The product app (observability as `create_app` wires it) plus an endpoint that fails
+    carelessly, quoting the caller's credential."""
+    app = create_app(settings, [Scorer])
 
     async def careless(request: Request) -> None:
         raise RuntimeError(f"downstream refused {request.headers.get('authorization')}")
@@ -68,12 +55,8 @@ def leaky_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         async with inner(app_):
-            app_.state.loop = asyncio.get_running_loop()
-            await obs.start(runtime=app_.state.runtime, database=app_.state.database)
-            try:
-                yield
-            finally:
-                await obs.stop()
+            app_.state.loop = asyncio.get_running_loop()  # for setting up users from the test
+            yield
 
     app.router.lifespan_context = lifespan
     return app
@@ -98,25 +81,8 @@ def server(tmp_path: Path, logs: CapturedLogs) -> Iterator[tuple[str, FastAPI]]:
     )
     migrate.upgrade(settings.resolved_database_url())
     app = leaky_app(settings)
-    port = free_port()
-    config = uvicorn.Config(app, port=port, log_config=None, lifespan="on", access_log=True)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(app, access_log=True) as url:
         yield url, app
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def credentials(url: str, app: FastAPI) -> dict[str, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -20,7 +17,13 @@ from modelserve.errors import PermissionDeniedError
 from modelserve.http.observability_routes import stats_reader
 from modelserve.types import Principal, RequestRecord
 from tests.observability.services import Scorer
-from tests.observability.support import observed_app, serving, settings_for
+from tests.observability.support import (
+    free_port,
+    observed_app,
+    serve_in_thread,
+    serving,
+    settings_for,
+)
 
 
 class Recorder:
@@ -31,12 +34,6 @@ class Recorder:
 
     def on_request(self, record: RequestRecord) -> None:
         self.records.append(record)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_metrics_on_the_public_port(tmp_path: Path) -> None:
@@ -172,24 +169,8 @@ def live_server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     """The observed app on a real port (for the CLI), in a thread of this process."""
     settings = settings_for(tmp_path, predlog_sample_rate=1.0, access_log=False)
     app, obs = observed_app(settings, [Scorer])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(app) as url:
         yield url, obs
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_the_stats_command_renders_the_report(live_server: tuple[str, Any]) -> None:
