@@ -33,8 +33,7 @@ import structlog
 from modelserve.observability import logging as obs_logging
 from modelserve.observability import tracing
 from modelserve.observability.metrics import KNOWN_METHODS
-from modelserve.observability.redaction import redactor
-from modelserve.observability.request_ids import is_made_here
+from modelserve.observability.request_ids import is_made_here, loggable
 
 if TYPE_CHECKING:
     from modelserve.types import RequestRecord
@@ -112,14 +111,12 @@ class AccessLogObserver:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
         request_id = record.request_id
-        # Ids this process made cannot hold a secret; a client's id was already refused if the
-        # redactor would change it (request_ids.accept), and is checked again here anyway.
+        # Ids made here are 32 hex digits (nothing to escape or scrub); a client's id was
+        # refused if the redactor would change it (request_ids.accept), and is checked again.
         if is_made_here(request_id):
             quoted = b'"%s"' % request_id.encode()
         else:
-            if redactor.suspicious(request_id):
-                request_id = redactor.text(request_id)
-            quoted = orjson.dumps(request_id)
+            quoted = orjson.dumps(loggable(request_id))
         trace = b""
         trace_id = record.trace_id
         if trace_id is None and tracing.enabled:
@@ -171,13 +168,8 @@ class AccessLogObserver:
     @staticmethod
     def fields(record: RequestRecord) -> dict[str, Any]:
         """The fields of one access line (those that do not apply are left out)."""
-        request_id = record.request_id
-        # Request ids are [A-Za-z0-9._:-]{1,128} (http/context.py): of the credential shapes
-        # only a key (ms_), a JWT (eyJ) or a key:value pair fit, besides registered secrets.
-        if redactor.has_secrets or "ms_" in request_id or "eyJ" in request_id or ":" in request_id:
-            request_id = redactor.text(request_id)
         fields: dict[str, Any] = {
-            "request_id": request_id,
+            "request_id": loggable(record.request_id),
             "method": record.method if record.method in KNOWN_METHODS else "OTHER",
             "route": record.route,
             "status": record.status,

@@ -20,7 +20,6 @@ import re
 
 from modelserve.observability.redaction import redactor
 
-MAX_LENGTH = 128
 _PLAIN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _MADE_LENGTH = 32
 
@@ -48,6 +47,13 @@ new_request_id = _maker.next
 def is_made_here(request_id: str) -> bool:
     """True for ids this process made (or a client id with the same shape, already checked)."""
     return len(request_id) == _MADE_LENGTH and request_id.startswith(_maker.prefix)
+
+
+def loggable(request_id: str) -> str:
+    """The id as a log line may show it: ids made here as they are, others scrubbed again."""
+    if is_made_here(request_id) or not redactor.suspicious(request_id):
+        return request_id
+    return redactor.text(request_id)
 
 
 def accept(value: bytes | None) -> str:
