@@ -111,8 +111,13 @@ class PredictGuard(Protocol):
     """Authenticates and rate-limits one predict request before its body is read.
 
     Raises the auth errors of `errors.py` (401/403/429); returns the Principal otherwise.
-    Implemented by `modelserve.auth`; the fast path calls it for every predict request.
+    Implemented by `modelserve.auth`; the fast path calls `check_predict_now` for every predict
+    request and awaits `check_predict` only when that returns None.
     """
+
+    def check_predict_now(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal | None:
+        """The same check when it needs no I/O (a cached credential), else None."""
+        ...
 
     async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
         """Who is calling, or raise why they may not predict with `model`."""

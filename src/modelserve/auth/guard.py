@@ -161,11 +161,8 @@ class AuthGuard:
     async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
         """Who is calling, or raise why they may not predict with `model`.
 
-        Runs on every predict request: a cached credential costs no await and no I/O.
+        The fast path tries `check_predict_now` first and comes here when it needs I/O.
         """
-        principal = self.check_predict_now(headers, model)
-        if principal is not None:
-            return principal
         credential = credential_from_headers(headers)
         if credential is None:
             raise AuthenticationError(MISSING_CREDENTIALS)

@@ -94,8 +94,6 @@ class PredictEndpoint:
         self._max_batch_inputs = max_batch_inputs
         self._max_headers = max_headers
         self._guard = guard
-        # The guard's synchronous check, when it has one: no coroutine per cached credential.
-        self._guard_now = getattr(guard, "check_predict_now", None)
         self._observers = tuple(observers)
         self._predlog = prediction_log
         self._background: set[asyncio.Task[None]] = set()
@@ -201,8 +199,8 @@ class PredictEndpoint:
             if self._guard is not None:
                 # Before anything else, so an unauthenticated caller learns nothing (not even
                 # whether the model exists) and costs no body read.
-                guard_now = self._guard_now
-                principal = guard_now(headers, name) if guard_now is not None else None
+                # Synchronous for a cached credential: no coroutine on the common path.
+                principal = self._guard.check_predict_now(headers, name)
                 if principal is None:
                     principal = await self._guard.check_predict(headers, name)
                 scope[PRINCIPAL_KEY] = principal
