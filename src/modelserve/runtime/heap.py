@@ -41,11 +41,6 @@ class HeapFreezer:
         self._pending = False
         self._hooked = False
 
-    @property
-    def frozen_objects(self) -> int:
-        """Objects in the permanent generation now."""
-        return gc.get_freeze_count()
-
     def freeze_now(self) -> None:
         """Collect, then freeze what survives (after the initial load)."""
         if not self.enabled:
