@@ -112,8 +112,9 @@ def create_app(
     # Outermost, so the access log and metrics see the final status of every FastAPI route,
     # exposure refusals included (the predict fast path reports to the same observers itself).
     app.add_middleware(AccessMiddleware, observers=request_observers)
-    wrapped = cors_middleware(app.dispatch, settings.auth)
-    if wrapped is not app.dispatch:
+    dispatch = app.dispatch  # one bound method: each attribute read makes a new one
+    wrapped = cors_middleware(dispatch, settings.auth)
+    if wrapped is not dispatch:
         app.entry = wrapped
     return app
 
