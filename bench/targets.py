@@ -144,19 +144,29 @@ def _modelserve(ms_w2: MsW2 | None) -> Server:
         paths={w: f"/v1/models/{n}/predict" for w, n in names.items()},
         bodies={"w1": JSON_BODIES["w1"], "w2": w2.body},
         settings={
-            "w1": {"launch": launch, "workers": 1, "batching": "max 64, wait 0 ms", **_uv()},
+            "w1": {
+                "launch": launch,
+                "workers": 1,
+                "batching": "max 64, wait 0 ms",
+                **_uv(),
+                "protocol": MS_PROTOCOL,
+            },
             "w2": {
                 "launch": launch,
                 "service": w2.source,
                 "workers": 1,
                 "batching": w2.batching,
                 **_uv(),
+                "protocol": MS_PROTOCOL,
             },
         },
         version_of="modelserve",
         stats_paths={w: f"/v1/models/{n}" for w, n in names.items()},
         env=dict(PRODUCTION_ENV),
     )
+
+
+MS_PROTOCOL = "modelserve's (one-input predict without an ASGI task)"
 
 
 def _uv() -> dict[str, Any]:
@@ -197,7 +207,14 @@ def all_servers(ms_w2: MsW2 | None = None) -> dict[str, Server]:
                 str(port),
             ],
             paths={"w1": "/echo"},
-            settings={"w1": {"app": "echo, no framework", "workers": 1, **_uv()}},
+            settings={
+                "w1": {
+                    "app": "echo, no framework",
+                    "workers": 1,
+                    **_uv(),
+                    "protocol": "modelserve's (ASGI path)",
+                }
+            },
             version_of="uvicorn",
         ),
         "modelserve": _modelserve(ms_w2),

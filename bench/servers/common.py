@@ -30,8 +30,12 @@ def port_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_uvicorn(app: Any, host: str, port: int) -> None:
-    """Serve `app` with the shared settings until SIGTERM/SIGINT."""
+def run_uvicorn(app: Any, host: str, port: int, *, http: Any = None) -> None:
+    """Serve `app` with the shared settings until SIGTERM/SIGINT (`http` replaces the
+    protocol setting)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, **UVICORN_SETTINGS)
+    settings = dict(UVICORN_SETTINGS)
+    if http is not None:
+        settings["http"] = http
+    uvicorn.run(app, host=host, port=port, **settings)

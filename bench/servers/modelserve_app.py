@@ -88,6 +88,7 @@ def main() -> None:
     """Fallback when `modelserve serve` is unavailable: create_app under the CLI's settings."""
     from bench.servers.common import run_uvicorn
     from modelserve import Settings, create_app
+    from modelserve.http.protocol import protocol_class
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--service", choices=sorted(SERVICES), default="TinyService")
     args = parser.parse_args()
     app = create_app(Settings(), services=[SERVICES[args.service]])
-    run_uvicorn(app, args.host, args.port)
+    run_uvicorn(app, args.host, args.port, http=protocol_class())
 
 
 if __name__ == "__main__":

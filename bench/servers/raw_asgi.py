@@ -1,6 +1,9 @@
-"""The ceiling: a raw ASGI app that reads the body and echoes it back, under modelserve's uvicorn.
+"""The ceiling: a raw ASGI app that reads the body and echoes it back, under modelserve's server.
 
 No framework, no validation, no model. Whatever any server does beyond this costs time.
+"The same server" as `modelserve serve`: uvicorn with modelserve's HTTP protocol class
+(`modelserve.http.protocol`), which serves any app other than modelserve's through uvicorn's
+own ASGI path unchanged.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def main() -> None:
     """`python -m bench.servers.raw_asgi --port P`."""
+    from modelserve.http.protocol import protocol_class
+
     args = port_args(__doc__ or "")
-    run_uvicorn(app, args.host, args.port)
+    run_uvicorn(app, args.host, args.port, http=protocol_class())
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ class ServerConfig(BaseModel):
     # Freeze the long-lived heap out of the garbage collector once models have loaded
     # (runtime/heap.py): full collections of a model-sized heap were the p99 of small models.
     gc_freeze: bool = True
+    # Answer one-input predict requests in the HTTP protocol itself, without an ASGI task
+    # (http/protocol.py); off: plain uvicorn httptools for every request.
+    fast_protocol: bool = True
 
 
 class DatabaseConfig(BaseModel):

@@ -148,6 +148,16 @@ class BatchEngine:
 
     async def submit(self, item: Any, trace: object | None = None) -> Any:
         """Queue one item and return its output; raises ModelserveError on shed, timeout, error."""
+        return await self.enqueue(item, trace)
+
+    def enqueue(self, item: Any, trace: object | None = None) -> asyncio.Future[Any]:
+        """`submit` without the coroutine: queue one item and return the future of its output.
+
+        Sheds (OverloadedError) and refusals are raised here. With an inline executor the
+        future of a lone request is already done when this returns, so the caller can read it
+        without suspending. The predict fast path uses this: each coroutine level between a
+        request and its future costs a frame on the way down and again on resumption.
+        """
         loop = self._admit(1)
         now = loop.time()
         pending = Pending(item, loop.create_future(), now, now + self.config.timeout_s)
@@ -161,7 +171,7 @@ class BatchEngine:
             self._dispatch(self._idle.popleft(), take_batch(queue, 1, now))
         else:
             self._notify()
-        return await pending.future
+        return pending.future
 
     async def submit_many(self, items: Sequence[Any], trace: object | None = None) -> list[Any]:
         """Queue several items that share one deadline; return outputs or ItemRejectedError each.

@@ -29,6 +29,7 @@ from modelserve.cli.factory import (
 from modelserve.config import Settings
 from modelserve.errors import ModelserveError
 from modelserve.http.app import prepare_schema_at
+from modelserve.http.protocol import protocol_class
 from modelserve.observability import multiprocess
 from modelserve.observability.logging import resolve_format, uvicorn_log_config
 from modelserve.service.spec import ServiceSpec
@@ -216,6 +217,16 @@ def log_config(settings: Settings) -> dict[str, Any]:
     )
 
 
+def http_protocol(settings: Settings) -> Any:
+    """uvicorn's `http` setting: modelserve's protocol (predict answered without an ASGI task),
+    or plain httptools when switched off or when the installed uvicorn differs."""
+    if settings.server.fast_protocol:
+        protocol = protocol_class()
+        if protocol is not None:
+            return protocol
+    return "httptools"
+
+
 def _run(app: Any, settings: Settings, **mode: Any) -> None:
     server = settings.server
     uvicorn.run(
@@ -223,7 +234,7 @@ def _run(app: Any, settings: Settings, **mode: Any) -> None:
         factory=isinstance(app, str),
         host=server.host,
         port=server.port,
-        http="httptools",
+        http=http_protocol(settings),
         loop="uvloop",
         lifespan="on",
         server_header=False,

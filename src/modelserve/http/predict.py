@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from modelserve.batcher.engine import BatchEngine
 from modelserve.errors import ModelserveError, TooManyHeadersError
 from modelserve.http.codec import Headers, ServiceCodec, check_media_type
 from modelserve.http.context import (
@@ -54,6 +55,8 @@ ROUTE_PINNED = "/v1/models/{name}/versions/{version}/predict"
 ROUTE_PINNED_BATCH = "/v1/models/{name}/versions/{version}/predict/batch"
 
 Match = tuple[str, str | None, bool]
+# Writes a whole answer: status, headers, body.
+Responder = Callable[[int, Headers, bytes], None]
 
 
 def match(path: str) -> Match | None:
@@ -120,55 +123,65 @@ class PredictEndpoint:
         principal: Principal | None = None,
     ) -> tuple[int, Headers, bytes]:
         """Status, headers and body for a predict call whose body is already read."""
+        started = time.perf_counter()
         if self._guard is not None and principal is None:
             principal = await self._guard.check_predict(headers, name)
         check_media_type(headers)
-        payload, extra, _ = await self._predict(
-            name, version, is_batch, body, request_id, principal, None
+        deployed, engine, codec, parsed = self._prepare(name, version, is_batch, body, principal)
+        if is_batch:
+            result = await engine.submit_many(parsed)
+        else:
+            result = await engine.submit(parsed)
+        payload, extra = self._reply(
+            deployed, codec, is_batch, body, result, version, request_id, started
         )
         return 200, extra, payload
 
-    async def _predict(
+    def _prepare(
         self,
         name: str,
         version: str | None,
         is_batch: bool,
         body: bytes,
-        request_id: str,
         principal: Principal | None,
-        trace: RequestTrace | None,
-    ) -> tuple[bytes, Headers, DeployedService]:
-        runtime = self._runtime
+    ) -> tuple[DeployedService, BatchEngine, ServiceCodec, Any]:
+        """The version that answers, its engine and codec, and the body validated for it (one
+        input, or the list of a batch request)."""
         sticky = principal.rate_key if principal is not None else None
-        deployed = runtime.resolve(name, version, sticky)
+        deployed = self._runtime.resolve(name, version, sticky)
         engine = deployed.require_ready()
         codec = self.codec(deployed)
-        started = time.perf_counter()
-        if is_batch:
-            inputs = codec.parse_batch(body)
-            if trace is not None:
-                trace.mark(tracing.PHASE_VALIDATION)
-            results = await engine.submit_many(inputs, trace)
-            payload, extra = codec.dump_batch(results)
-        else:
-            item = codec.parse_one(body)
-            if trace is not None:
-                trace.mark(tracing.PHASE_VALIDATION)
-            output = await engine.submit(item, trace)
-            payload, extra = codec.dump(output)
-            results = [output]
-        if trace is not None:
-            trace.mark(tracing.PHASE_ENGINE)
+        parsed = codec.parse_batch(body) if is_batch else codec.parse_one(body)
+        return deployed, engine, codec, parsed
+
+    def _reply(
+        self,
+        deployed: DeployedService,
+        codec: ServiceCodec,
+        is_batch: bool,
+        body: bytes,
+        result: Any,
+        version: str | None,
+        request_id: str,
+        started: float,
+    ) -> tuple[bytes, Headers]:
+        """The 200 body and headers; copies the request to a shadow version when sampled."""
+        payload, extra = codec.dump_batch(result) if is_batch else codec.dump(result)
         if version is None:
-            mirror = runtime.mirror(name)
+            mirror = self._runtime.mirror(deployed.spec.name)
             if mirror is not None:
-                latency_s = time.perf_counter() - started
                 self._background_task(
                     self._run_shadow(
-                        deployed, mirror, body, is_batch, results, latency_s, request_id
+                        deployed,
+                        mirror,
+                        body,
+                        is_batch,
+                        result if is_batch else [result],
+                        time.perf_counter() - started,
+                        request_id,
                     )
                 )
-        return payload, extra, deployed
+        return payload, extra
 
     async def __call__(
         self,
@@ -210,31 +223,147 @@ class PredictEndpoint:
             body = await read_body(receive, headers, self._max_body_bytes)
             if trace is not None:
                 trace.mark(tracing.PHASE_READ_BODY)
-            payload, extra, deployed = await self._predict(
-                name, version, is_batch, body, request_id, principal, trace
+            deployed, engine, codec, parsed = self._prepare(
+                name, version, is_batch, body, principal
+            )
+            if trace is not None:
+                trace.mark(tracing.PHASE_VALIDATION)
+            # Written out rather than behind a helper coroutine: every coroutine level between
+            # the request and the engine's future costs on the way down and on resumption.
+            if is_batch:
+                result = await engine.submit_many(parsed, trace)
+            else:
+                future = engine.enqueue(parsed, trace)
+                # An inline model has usually answered already: no suspension at all.
+                result = future.result() if future.done() else await future
+            if trace is not None:
+                trace.mark(tracing.PHASE_ENGINE)
+            payload, extra = self._reply(
+                deployed, codec, is_batch, body, result, version, request_id, started
             )
             status = 200
-        except ModelserveError as exc:
-            status, extra, payload = render_error(exc, request_id)
-            error_code = status_and_code(exc)[1]
-            if status in (413, 431):
-                extra.append((b"connection", b"close"))
-        except Exception as exc:  # a bug of ours: generic 500, details only in the log
-            status, extra, payload = render_error(exc, request_id)
-            error_code = "internal_error"
+        except Exception as exc:
+            status, extra, payload, error_code = _failure(exc, request_id)
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [
-                    JSON_HEADER,
-                    (b"content-length", str(len(payload)).encode()),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                    *extra,
-                ],
+                "headers": _head(payload, request_id, extra),
             }
         )
         await send({"type": "http.response.body", "body": payload})
+        self._report(
+            name,
+            version,
+            is_batch,
+            status,
+            started,
+            request_id,
+            principal,
+            deployed,
+            error_code,
+            body,
+            payload,
+            trace,
+        )
+
+    def serve_now(
+        self,
+        name: str,
+        version: str | None,
+        scope: Scope,
+        body: bytes,
+        respond: Responder,
+    ) -> bool:
+        """Answer a one-input predict request whose body is complete, without a coroutine.
+
+        For modelserve's HTTP protocol (`http/protocol.py`), which calls it instead of starting
+        an ASGI task. `respond(status, headers, body)` is called once: before this returns when
+        the answer is ready (an inline model, or an error), else when the engine's future
+        completes. Returns False, having done nothing, when the request needs the ASGI path
+        (a credential not cached yet, an over-long body or header list): the caller then
+        serves it the ordinary way, which reaches the same answer.
+        """
+        headers: Headers = scope["headers"]
+        if len(headers) > self._max_headers or len(body) > self._max_body_bytes:
+            return False
+        started = time.perf_counter()
+        principal: Principal | None = None
+        request_id = request_id_from(headers)
+        try:
+            if self._guard is not None:
+                principal = self._guard.check_predict_now(headers, name)
+                if principal is None:
+                    return False  # needs I/O: the ASGI path awaits the lookup
+            check_media_type(headers)
+            deployed, engine, codec, parsed = self._prepare(name, version, False, body, principal)
+            future = engine.enqueue(parsed)
+        except Exception as exc:
+            status, extra, payload, error_code = _failure(exc, request_id)
+            respond(status, _head(payload, request_id, extra), payload)
+            self._report(
+                name,
+                version,
+                False,
+                status,
+                started,
+                request_id,
+                principal,
+                None,
+                error_code,
+                body,
+                payload,
+                None,
+            )
+            return True
+
+        def settle(future: asyncio.Future[Any]) -> None:
+            error_code: str | None = None
+            try:
+                payload, extra = self._reply(
+                    deployed, codec, False, body, future.result(), version, request_id, started
+                )
+                status = 200
+            except BaseException as exc:  # CancelledError too: the caller must be answered
+                status, extra, payload, error_code = _failure(exc, request_id)
+            respond(status, _head(payload, request_id, extra), payload)
+            self._report(
+                name,
+                version,
+                False,
+                status,
+                started,
+                request_id,
+                principal,
+                deployed,
+                error_code,
+                body,
+                payload,
+                None,
+            )
+
+        if future.done():
+            settle(future)
+        else:
+            future.add_done_callback(settle)
+        return True
+
+    def _report(
+        self,
+        name: str,
+        version: str | None,
+        is_batch: bool,
+        status: int,
+        started: float,
+        request_id: str,
+        principal: Principal | None,
+        deployed: DeployedService | None,
+        error_code: str | None,
+        body: bytes,
+        payload: bytes,
+        trace: RequestTrace | None,
+    ) -> None:
+        """Tell the trace, the prediction log and the observers how a request ended."""
         version_served = deployed.spec.version if deployed is not None else None
         if trace is not None:
             trace.finish(
@@ -325,6 +454,28 @@ class PredictEndpoint:
                 error=type(exc).__name__,
             )
         self._runtime.record_shadow(name, entry)
+
+
+def _failure(exc: BaseException, request_id: str) -> tuple[int, Headers, bytes, str]:
+    """Status, extra headers, body and error code of a failed predict request."""
+    status, extra, payload = render_error(exc, request_id)
+    if isinstance(exc, ModelserveError):
+        error_code = status_and_code(exc)[1]
+        if status in (413, 431):
+            extra.append((b"connection", b"close"))
+    else:  # a bug of ours: generic 500, details only in the log
+        error_code = "internal_error"
+    return status, extra, payload, error_code
+
+
+def _head(payload: bytes, request_id: str, extra: Headers) -> Headers:
+    """The response headers of a predict answer."""
+    return [
+        JSON_HEADER,
+        (b"content-length", str(len(payload)).encode()),
+        (REQUEST_ID_HEADER, request_id.encode()),
+        *extra,
+    ]
 
 
 def _route(version: str | None, is_batch: bool) -> str:
