@@ -336,6 +336,18 @@ def test_a_client_gone_before_its_batch_finishes_costs_nothing_else(
     assert (status, answer) == (200, b'{"y":8.0}')
 
 
+def test_a_failure_inside_the_fast_path_falls_back_to_the_asgi_path(
+    served: tuple[str, Spy], spy: Spy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(spy.endpoint, "serve_now", broken)
+    status, _, answer = one(served[0], request("/v1/models/double/predict", b'{"x": 3}'))
+    assert (status, answer) == (200, b'{"y":6.0}')
+    assert spy.asgi_calls == 1
+
+
 BODIES = [
     ("/v1/models/double/predict", b'{"x": 1.5}', ""),
     ("/v1/models/double/predict", b'{"x": "1.5"}', ""),

@@ -143,7 +143,13 @@ class ModelserveProtocol(HttpToolsProtocol):
         def respond(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
             self._respond(cycle, status, headers, body)
 
-        return fast.serve_now(cycle.scope, bytes(cycle.body), respond)
+        try:
+            return fast.serve_now(cycle.scope, bytes(cycle.body), respond)
+        except Exception:
+            # A bug of ours must not reach httptools, which would answer 400 and close the
+            # connection: unanswered, the request goes on through the ASGI path.
+            logger.exception("predict fast path failed")
+            return bool(cycle.response_complete)
 
     def _respond(
         self, cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
