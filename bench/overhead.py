@@ -76,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-c", "--concurrency", type=int, default=64)
     p.add_argument("--out", type=Path, help="write the .md/.json report into this folder")
     p.add_argument(
+        "--configs",
+        default=",".join(name for name, _, _ in CONFIGS),
+        help="comma-separated configurations to run; ratios are against the first"
+        " (e.g. observability,auth+observability isolates auth). Fewer servers side by side"
+        " share the machine less",
+    )
+    p.add_argument(
         "--ms-env",
         action="append",
         default=[],
@@ -127,7 +134,7 @@ def measure(config: Config, concurrency: int, duration_s: float) -> None:
 
 
 def report(configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
-    """Medians and ratios against the bare configuration."""
+    """Medians and ratios against the first configuration (bare when all run)."""
     bare = configs[0]
     base_rps = statistics.median(bare.rps)
     base_cpu = statistics.median(bare.cpu_us)
@@ -157,6 +164,7 @@ def report(configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "duration_s": args.duration,
         "rounds": args.rounds,
+        "configs": [config.name for config in configs],
         "ms_env": args.ms_env,
         "rows": rows,
     }
@@ -175,10 +183,11 @@ def markdown(data: dict[str, Any]) -> str:
         f"# Feature overhead, W1 c={data['concurrency']} ({data['date']}, {data['host']})",
         "",
         f"`python -m bench.overhead --rounds {data['rounds']} -d {data['duration_s']:g}"
-        f" -c {data['concurrency']}`; medians of interleaved rounds; load average"
+        f" -c {data['concurrency']} --configs {','.join(data['configs'])}`; medians of"
+        f" interleaved rounds; ratios against {data['configs'][0]}; load average"
         f" {data['load_average']}.",
         "",
-        "| configuration | req/s | vs bare | CPU us/request | vs bare | p99 ms | errors |",
+        "| configuration | req/s | vs first | CPU us/request | vs first | p99 ms | errors |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in data["rows"]:
@@ -197,12 +206,18 @@ def markdown(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the A/B and print (and optionally write) the report."""
     args = parse_args(argv)
+    wanted = [name.strip() for name in args.configs.split(",") if name.strip()]
+    known = {name: (auth, obs) for name, auth, obs in CONFIGS}
+    unknown = [name for name in wanted if name not in known]
+    if unknown or not wanted:
+        print(f"unknown configuration(s) {unknown}; choose from {list(known)}", file=sys.stderr)
+        return 2
     if wrk_path() is None:
         print("wrk is not on PATH (apt-get install wrk)", file=sys.stderr)
         return 2
     extra = dict(item.split("=", 1) for item in args.ms_env)
     auth_env, key = provision(server_env_base())
-    configs = [Config(name, auth, obs) for name, auth, obs in CONFIGS]
+    configs = [Config(name, *known[name]) for name in wanted]
     try:
         for config in configs:
             start(config, extra, auth_env, key)
@@ -226,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y-%m-%d')}-{platform.node()}-overhead"
+        if len(configs) < len(CONFIGS):
+            stem += "-" + "-vs-".join(c.name.replace("+", "-") for c in configs)
         (args.out / f"{stem}.md").write_text(text)
         (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     return 0

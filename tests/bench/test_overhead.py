@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.overhead import Config, markdown, report
+from bench.overhead import Config, main, markdown, report
 
 
 def test_report_takes_medians_and_ratios_against_bare() -> None:
@@ -22,3 +22,8 @@ def test_report_takes_medians_and_ratios_against_bare() -> None:
     assert rows["auth+observability"]["cpu_vs_bare"] == round(13.0 / 11.0, 3)
     text = markdown(data)
     assert "| auth+observability | 85 | 0.85x | 13.0 | 1.18x | 2.0 | 1 |" in text
+
+
+def test_unknown_configurations_are_refused_before_anything_starts() -> None:
+    assert main(["--configs", "bare,nope"]) == 2
+    assert main(["--configs", ","]) == 2
