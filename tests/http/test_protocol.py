@@ -21,7 +21,12 @@ from modelserve import HttpConfig, Service, Settings, batching, create_app
 from modelserve.cli.serve import http_protocol
 from modelserve.config import ServerConfig
 from modelserve.http.app import ModelserveApp
-from modelserve.http.protocol import _declared_length, find_fast_app, protocol_class
+from modelserve.http.protocol import (
+    MAX_HELD_BODY,
+    _declared_length,
+    find_fast_app,
+    protocol_class,
+)
 from tests.http.services import Summer
 from tests.observability.support import serve_in_thread
 
@@ -89,11 +94,8 @@ class Spy:
         return getattr(self.endpoint, name)
 
 
-def build(fast: bool) -> tuple[ModelserveApp, Spy]:
-    settings = Settings(
-        http=HttpConfig(max_body_bytes=LIMIT), server=ServerConfig(fast_protocol=fast)
-    )
-    app = create_app(settings, [Double, Summer, Sleepy])
+def build() -> tuple[ModelserveApp, Spy]:
+    app = create_app(Settings(http=HttpConfig(max_body_bytes=LIMIT)), [Double, Summer, Sleepy])
     spy = Spy(app.predict_endpoint)
     app.predict_endpoint = spy  # type: ignore[assignment]
     return app, spy
@@ -101,14 +103,14 @@ def build(fast: bool) -> tuple[ModelserveApp, Spy]:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, Spy]]:
-    app, spy = build(fast=True)
+    app, spy = build()
     with serve_in_thread(app, http=protocol_class()) as url:
         yield url, spy
 
 
 @pytest.fixture(scope="module")
 def plain() -> Iterator[str]:
-    app, _ = build(fast=False)
+    app, _ = build()
     with serve_in_thread(app, http="httptools") as url:
         yield url
 
@@ -368,10 +370,13 @@ BODIES = [
 
 @pytest.mark.parametrize(("path", "body", "headers"), BODIES)
 def test_both_paths_give_the_same_answer(
-    served: tuple[str, Spy], plain: str, path: str, body: bytes, headers: str
+    served: tuple[str, Spy], spy: Spy, plain: str, path: str, body: bytes, headers: str
 ) -> None:
     raw = request(path, body, headers=headers)
     fast, asgi = one(served[0], raw), one(plain, raw)
+    # Every one of them took the task-free path but the body beyond uvicorn's read buffer.
+    held = len(body) <= MAX_HELD_BODY
+    assert (spy.fast_calls, spy.asgi_calls) == ((1, 0) if held else (0, 1))
 
     def comparable(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], Any]:
         status, answer_headers, payload = answer
@@ -383,7 +388,7 @@ def test_both_paths_give_the_same_answer(
 
 
 def test_the_protocol_class_finds_the_app_behind_wrappers() -> None:
-    app, _ = build(fast=True)
+    app, _ = build()
 
     class Wrapper:
         def __init__(self, inner: Any) -> None:

@@ -16,7 +16,7 @@ from modelserve.db.engine import Database
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
 from modelserve.http.openapi import build_model_docs_router
-from modelserve.http.predict import PredictEndpoint, Responder, match
+from modelserve.http.predict import Match, PredictEndpoint, Responder, match
 from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
 from modelserve.observability import tracing
@@ -50,33 +50,22 @@ class ModelserveApp(FastAPI):
     entry: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.entry is not None:
-            await self.entry(scope, receive, send)
-            return
-        # `dispatch` written out: one coroutine level less on every predict request.
-        if scope["type"] == "http" and scope["method"] == "POST":
-            found = match(scope["path"])
-            if found is not None:
-                await self.predict_endpoint(scope, receive, send, *found)
-                return
-        await super().__call__(scope, receive, send)
+        await (self.entry or self.dispatch)(scope, receive, send)
 
-    def wants_now(self, scope: Scope) -> bool:
-        """True when modelserve's HTTP protocol may hold this request until its body is
-        complete and hand it to `serve_now` (a one-input predict, nothing wrapping the fast
-        path, tracing off)."""
+    def wants_now(self, scope: Scope) -> Match | None:
+        """The predict route modelserve's HTTP protocol may hold this request for until its
+        body is complete and then hand to `serve_now` (a one-input predict, nothing wrapping
+        the fast path, tracing off); None for the ASGI path."""
         if self.entry is not None or tracing.enabled or scope["method"] != "POST":
-            return False
+            return None
         found = match(scope["path"])
-        return found is not None and not found[2]
+        return found if found is not None and not found[2] else None
 
-    def serve_now(self, scope: Scope, body: bytes, respond: Responder) -> bool:
-        """Serve a request `wants_now` accepted, without an ASGI task (see
+    def serve_now(self, scope: Scope, route: Match, body: bytes, respond: Responder) -> bool:
+        """Serve a request on the route `wants_now` gave, without an ASGI task (see
         `PredictEndpoint.serve_now`); False when it needs the ASGI path after all."""
-        found = match(scope["path"])
-        if found is None:
-            return False
-        return self.predict_endpoint.serve_now(found[0], found[1], scope, body, respond)
+        name, version, _ = route
+        return self.predict_endpoint.serve_now(name, version, scope, body, respond)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The predict fast path, or FastAPI for everything else."""

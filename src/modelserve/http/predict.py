@@ -299,47 +299,22 @@ class PredictEndpoint:
             deployed, engine, codec, parsed = self._prepare(name, version, False, body, principal)
             future = engine.enqueue(parsed)
         except Exception as exc:
-            status, extra, payload, error_code = _failure(exc, request_id)
-            respond(status, _head(payload, request_id, extra), payload)
-            self._report(
-                name,
-                version,
-                False,
-                status,
-                started,
-                request_id,
-                principal,
-                None,
-                error_code,
-                body,
-                payload,
-                None,
+            outcome = _failure(exc, request_id)
+            self._answer(
+                respond, name, version, started, request_id, principal, None, body, *outcome
             )
             return True
 
         def settle(future: asyncio.Future[Any]) -> None:
-            error_code: str | None = None
             try:
                 payload, extra = self._reply(
                     deployed, codec, False, body, future.result(), version, request_id, started
                 )
-                status = 200
+                outcome: tuple[int, Headers, bytes, str | None] = (200, extra, payload, None)
             except BaseException as exc:  # CancelledError too: the caller must be answered
-                status, extra, payload, error_code = _failure(exc, request_id)
-            respond(status, _head(payload, request_id, extra), payload)
-            self._report(
-                name,
-                version,
-                False,
-                status,
-                started,
-                request_id,
-                principal,
-                deployed,
-                error_code,
-                body,
-                payload,
-                None,
+                outcome = _failure(exc, request_id)
+            self._answer(
+                respond, name, version, started, request_id, principal, deployed, body, *outcome
             )
 
         if future.done():
@@ -347,6 +322,38 @@ class PredictEndpoint:
         else:
             future.add_done_callback(settle)
         return True
+
+    def _answer(
+        self,
+        respond: Responder,
+        name: str,
+        version: str | None,
+        started: float,
+        request_id: str,
+        principal: Principal | None,
+        deployed: DeployedService | None,
+        body: bytes,
+        status: int,
+        extra: Headers,
+        payload: bytes,
+        error_code: str | None,
+    ) -> None:
+        """Write a `serve_now` answer and report it."""
+        respond(status, _head(payload, request_id, extra), payload)
+        self._report(
+            name,
+            version,
+            False,
+            status,
+            started,
+            request_id,
+            principal,
+            deployed,
+            error_code,
+            body,
+            payload,
+            None,
+        )
 
     def _report(
         self,

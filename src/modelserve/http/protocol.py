@@ -39,11 +39,11 @@ MAX_UNWRAP = 8
 class FastApp(Protocol):
     """What the protocol needs from the application (ModelserveApp has both)."""
 
-    def wants_now(self, scope: Any) -> bool:
-        """True when this request may be held and passed to `serve_now`."""
+    def wants_now(self, scope: Any) -> Any:
+        """The route to hold this request for and pass to `serve_now`, or None."""
         ...
 
-    def serve_now(self, scope: Any, body: bytes, respond: Any) -> bool:
+    def serve_now(self, scope: Any, route: Any, body: bytes, respond: Any) -> bool:
         """Serve it without a task; False when it needs the ASGI path."""
         ...
 
@@ -98,7 +98,9 @@ class ModelserveProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fast = find_fast_app(self.app)
+        # The request waiting for the rest of its body, and its route.
         self._held: Any = None
+        self._held_route: Any = None
         # True while uvicorn's completion callback runs from `_respond`: it may start the
         # next pipelined request, which must then take the ASGI path (a task), or a long
         # pipeline answered synchronously would recurse once per request.
@@ -115,12 +117,13 @@ class ModelserveProtocol(HttpToolsProtocol):
             and not self.flow.write_paused
             and not self._completing
             and 0 <= _declared_length(cycle.scope["headers"]) <= MAX_HELD_BODY
-            and fast.wants_now(cycle.scope)
+            and (route := fast.wants_now(cycle.scope)) is not None
         ):
             if cycle.more_body:
-                self._held = cycle  # served from on_message_complete
+                # Served from on_message_complete.
+                self._held, self._held_route = cycle, route
                 return
-            if self._serve(cycle):
+            if self._serve(cycle, route):
                 return
         super()._start_asgi_task(cycle, app)
 
@@ -129,14 +132,14 @@ class ModelserveProtocol(HttpToolsProtocol):
         held = self._held
         if held is not None and held is self.cycle:
             self._held = None
-            if self.flow.write_paused or not self._serve(held):
+            if self.flow.write_paused or not self._serve(held, self._held_route):
                 super()._start_asgi_task(held, self.app)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._held = None
         super().connection_lost(exc)
 
-    def _serve(self, cycle: Any) -> bool:
+    def _serve(self, cycle: Any, route: Any) -> bool:
         fast = self._fast
         assert fast is not None
 
@@ -144,7 +147,7 @@ class ModelserveProtocol(HttpToolsProtocol):
             self._respond(cycle, status, headers, body)
 
         try:
-            return fast.serve_now(cycle.scope, bytes(cycle.body), respond)
+            return fast.serve_now(cycle.scope, route, bytes(cycle.body), respond)
         except Exception:
             # A bug of ours must not reach httptools, which would answer 400 and close the
             # connection: unanswered, the request goes on through the ASGI path.
