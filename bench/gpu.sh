@@ -2,6 +2,7 @@
 # GPU benchmark: W3 (ResNet-50 shape) and W2G (MiniLM shape), random weights, fp16, on CUDA.
 #   bash bench/gpu.sh                 # on the lent GPU machine; results in bench/results/
 #   bash bench/gpu.sh --tiny          # tiny models on CPU: an import and wiring check
+#   bash bench/gpu.sh --run modelserve:w2g:workers=4:c=256   # one configuration
 # Options go to `python -m bench.gpu` (see --help). A GPU machine without modelserve's
 # dependencies gets them from wheels carried in .whl/ (bench/README.md says which).
 set -euo pipefail
@@ -25,6 +26,11 @@ if ! "$PY" -c 'import fastapi, uvicorn, pydantic_settings, orjson, httptools, ty
     echo "gpu.sh: modelserve's dependencies are missing and there is no .whl/ folder" >&2
     exit 2
   fi
+fi
+
+# wrk: a carried copy (.whl/wrk/wrk, a wrapper with its own libraries) when the machine has none.
+if ! command -v wrk >/dev/null && [ -x .whl/wrk/wrk ]; then
+  export PATH="$PWD/.whl/wrk:$PATH"
 fi
 
 # The repo (bench) and src/ (modelserve, when it is not installed) are importable everywhere,

@@ -124,6 +124,10 @@ class ServerProcess:
                             sample=resp.text[:300],
                         )
                     last = f"{resp.status_code} {resp.text[:200]}"
+                    # modelserve keeps serving with a model whose setup raised (R19); waiting
+                    # out the timeout would only waste the run (minutes on a lent GPU).
+                    if resp.status_code == 503 and "failed to load" in resp.text:
+                        raise ServerFailedError(f"model failed to load: {resp.text[:500]}")
                 time.sleep(0.2)
         raise ServerFailedError(f"not ready after {timeout_s:.0f}s (last: {last})")
 

@@ -1,7 +1,9 @@
 """modelserve services of the GPU workloads (W3 images, W2G sentences); see bench/gpu_models.py.
 
 Configured by environment, set by `bench/gpu.py`: BENCH_GPU_TINY=1 swaps in the tiny models,
-BENCH_GPU_MAX_BATCH sets the largest batch (default 128 for W3, 256 for W2G).
+BENCH_GPU_MAX_BATCH sets the largest batch (default 128 for W3, 256 for W2G), BENCH_GPU_REPLICAS
+the model replicas per server process (default 2: one tokenizes or decodes on the CPU while the
+other's batch runs on the GPU).
 
 W3's body is JSON with the image base64-encoded: modelserve has no raw binary input yet. When it
 does, give ImageService a bytes input and send the raw 150,528 bytes (`bench.gpu --raw-body`).
@@ -26,6 +28,9 @@ def _max_batch(default: int) -> int:
     return int(os.environ.get("BENCH_GPU_MAX_BATCH", default))
 
 
+REPLICAS = int(os.environ.get("BENCH_GPU_REPLICAS", "2"))
+
+
 class Image(BaseModel):
     """W3 input: one HxWx3 uint8 image, base64."""
 
@@ -42,6 +47,7 @@ class ImageService(Service[Image, Label]):
     """W3: ResNet-50 (random weights, fp16 on CUDA)."""
 
     name = "resnet"
+    replicas = REPLICAS
     batching = batching(max_batch_size=_max_batch(128), max_wait_ms=2)
 
     def setup(self, device: str) -> None:
@@ -85,6 +91,7 @@ class SentenceService(Service[Sentence, Embedding]):
     """W2G: MiniLM-shaped BERT (random weights, fp16 on CUDA)."""
 
     name = "minilm-gpu"
+    replicas = REPLICAS
     batching = batching(max_batch_size=_max_batch(256), max_wait_ms=2)
 
     def setup(self, device: str) -> None:

@@ -3,7 +3,7 @@ from collections import deque
 
 import pytest
 
-from modelserve.batcher.collator import Pending, close_at, drop_dead_head, take_batch
+from modelserve.batcher.collator import Pending, WaitGate, close_at, drop_dead_head, take_batch
 
 
 def _pending(loop: asyncio.AbstractEventLoop, item: int) -> Pending:
@@ -49,3 +49,30 @@ def test_drop_dead_head_stops_at_first_live_item() -> None:
         assert [p.item for p in queue] == [2, 3]
     finally:
         loop.close()
+
+
+def test_wait_gate_waits_until_windows_stay_empty() -> None:
+    gate = WaitGate(futile_limit=2, probe_every=4)
+    assert gate.should_wait()
+    gate.record(1, waited=True)
+    assert gate.should_wait()  # one empty window is not a trickle yet
+    gate.record(1, waited=True)
+    assert not gate.waiting
+    assert [gate.should_wait() for _ in range(8)] == [False, False, False, True] * 2
+
+
+def test_wait_gate_company_turns_waiting_back_on() -> None:
+    gate = WaitGate(futile_limit=2, probe_every=16)
+    gate.record(1, waited=True)
+    gate.record(1, waited=True)
+    assert not gate.should_wait()
+    gate.record(3, waited=False)  # items queued behind a busy replica: load is back
+    assert gate.waiting
+    assert gate.should_wait()
+
+
+def test_wait_gate_ignores_lone_batches_that_did_not_wait() -> None:
+    gate = WaitGate(futile_limit=2)
+    for _ in range(5):
+        gate.record(1, waited=False)  # e.g. a window that had run out behind a busy replica
+    assert gate.waiting

@@ -82,6 +82,32 @@ def test_batch_closes_at_max_wait_from_first_arrival() -> None:
     assert ex.started_at[0] == pytest.approx(t0 + 0.010)
 
 
+def test_a_trickle_stops_paying_the_wait_and_load_turns_it_back_on() -> None:
+    ex = FakeExecutor(cost_s=0.001)
+
+    async def scenario(engine: BatchEngine, _: CountingObserver) -> Any:
+        loop = asyncio.get_running_loop()
+        waits = []
+        for i in range(5):  # one client: each request after the last answer
+            t = loop.time()
+            await engine.submit(i)
+            waits.append(round(loop.time() - t - 0.001, 6))
+        burst = [asyncio.ensure_future(engine.submit(i)) for i in (10, 11)]
+        await asyncio.gather(*burst)  # two at once: not alone, so they wait for more
+        t = loop.time()
+        burst = [asyncio.ensure_future(engine.submit(i)) for i in (20, 21, 22)]
+        await asyncio.gather(*burst)
+        return waits, loop.time() - t
+
+    waits, last = run(scenario, ex, max_batch_size=8, max_wait_ms=10)
+    # The first two lone items wait their whole window for nothing; then items go out at once.
+    assert waits == [0.010, 0.010, 0.0, 0.0, 0.0]
+    assert ex.batches[:5] == [[0], [1], [2], [3], [4]]
+    # Company (a batch of two) turns waiting back on: the next three wait and go out together.
+    assert ex.batches[5:] == [[10, 11], [20, 21, 22]]
+    assert last == pytest.approx(0.010 + 0.001)
+
+
 def test_items_that_waited_for_a_busy_replica_go_out_at_once() -> None:
     ex = FakeExecutor(cost_s=0.05)
 

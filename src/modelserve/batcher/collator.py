@@ -39,6 +39,46 @@ def close_at(
     return first_arrival + max_wait_s
 
 
+class WaitGate:
+    """Whether an item alone in the queue should wait `max_wait` for company.
+
+    Waiting pays only when other requests arrive during the window. Under a trickle (one client
+    at a time, each sending its next request after the last answer) no window ever gains an
+    item, and every request would pay the whole wait in latency. After `futile_limit` windows
+    in a row closed with their first item alone, a lone item goes out at once; one in
+    `probe_every` still waits, to notice company arriving again. Any batch of more than one
+    item turns waiting back on. Items that queued behind a busy replica are never held: they
+    form a batch of more than one, or their window has run out already.
+    """
+
+    __slots__ = ("_futile", "_skipped", "futile_limit", "probe_every")
+
+    def __init__(self, futile_limit: int = 2, probe_every: int = 16) -> None:
+        self.futile_limit = futile_limit
+        self.probe_every = probe_every
+        self._futile = 0
+        self._skipped = 0
+
+    @property
+    def waiting(self) -> bool:
+        """True while lone items wait (the last windows gained company, or too few to tell)."""
+        return self._futile < self.futile_limit
+
+    def should_wait(self) -> bool:
+        """Ask once per lone item whose window is open: wait for company, or go out now?"""
+        if self._futile < self.futile_limit:
+            return True
+        self._skipped += 1
+        return self._skipped % self.probe_every == 0
+
+    def record(self, size: int, waited: bool) -> None:
+        """A batch of `size` items closed; `waited` when its window ran out."""
+        if size > 1:
+            self._futile = 0
+        elif waited:
+            self._futile += 1
+
+
 def drop_dead_head(queue: deque[Pending]) -> None:
     """Remove items at the head whose caller stopped waiting (deadline passed or cancelled)."""
     while queue and queue[0].future.done():

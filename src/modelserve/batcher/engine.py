@@ -18,7 +18,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelserve.batcher.collator import Pending, close_at, drop_dead_head, take_batch
+from modelserve.batcher.collator import (
+    Pending,
+    WaitGate,
+    close_at,
+    drop_dead_head,
+    take_batch,
+)
 from modelserve.batcher.observer import EngineObserver, ExpiredWhere, NullObserver
 from modelserve.errors import (
     DeadlineExceededError,
@@ -76,6 +82,8 @@ class BatchEngine:
         self._max_wait_s = config.max_wait_ms / 1000.0
         # True when a lone item never waits for company (see collator.close_at).
         self._closes_at_once = self._max_wait_s <= 0 or config.max_batch_size == 1
+        # Skips a lone item's wait while no window gains company (a trickle of requests).
+        self._gate = WaitGate()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._collator: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
@@ -286,6 +294,7 @@ class BatchEngine:
         loop = self._loop
         queue = self._queue
         max_batch = self.config.max_batch_size
+        gate = self._gate
         while True:
             drop_dead_head(queue)
             if not queue and not self._running and self._drained is not None:
@@ -299,12 +308,18 @@ class BatchEngine:
                 first_arrival=queue[0].arrived,
                 max_wait_s=self._max_wait_s,
             )
+            waited = False
             if closes is not None and loop.time() < closes:
-                await self._wait(closes)
-                if len(queue) < max_batch and loop.time() < closes:
-                    continue  # woken early by an item that did not fill the batch
+                if len(queue) == 1 and not gate.should_wait():
+                    closes = None  # a trickle: nobody has joined a lone item's window lately
+                else:
+                    await self._wait(closes)
+                    waited = True
+                    if len(queue) < max_batch and loop.time() < closes:
+                        continue  # woken early by an item that did not fill the batch
             batch = take_batch(queue, max_batch, loop.time())
             if batch:
+                gate.record(len(batch), waited)
                 self._dispatch(self._idle.popleft(), batch)
 
     def _dispatch(self, executor: BatchExecutor, batch: list[Pending]) -> None:

@@ -331,7 +331,15 @@ class ModelRuntime:
         replicas = [self._replica_factory(spec, device, i) for i in range(spec.replicas)]
         deployed.replicas = replicas
         try:
-            await asyncio.gather(*(asyncio.wrap_future(r.start()) for r in replicas))
+            rest = replicas
+            if spec.isolation == "thread" and len(replicas) > 1:
+                # Thread replicas share one interpreter: the first setup() runs alone so the
+                # imports it triggers finish before the others start. Lazy module imports
+                # (transformers' `from transformers import BertModel`) are not thread-safe
+                # and fail with ImportError when two setups race through them.
+                await asyncio.wrap_future(replicas[0].start())
+                rest = replicas[1:]
+            await asyncio.gather(*(asyncio.wrap_future(r.start()) for r in rest))
         except Exception as exc:
             deployed.status = ServiceStatus.FAILED
             deployed.reason = f"setup failed: {type(exc).__name__}: {exc}"
