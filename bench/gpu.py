@@ -173,15 +173,16 @@ class Plan:
         )
 
 
-# What `bash bench/gpu.sh` runs (about 5 minutes on an H100): W3 at one client and under load;
-# W2G with 4 and 8 server processes (one process is CPU-bound near 10k requests/s); W2G with
-# 32-sentence bodies; LitServe at the configuration issue 3 found to be its best on an H100.
+# What `bash bench/gpu.sh` runs (about 5 minutes on an H100 or H200): W3 with 4 processes
+# (one process is bound by its event loop and GIL at about 1k base64 images/s); W2G with 8
+# and 12 processes (one process tops out near 5-7k requests/s of HTTP, JSON and tokenizing);
+# W2G with 32-sentence bodies; LitServe at the configuration issue 3 found to be its best.
 DEFAULT_PLAN = (
-    "modelserve:w3:c=1,64,256",
-    "modelserve:w2g:workers=4:c=64,256,1024",
+    "modelserve:w3:workers=4:c=1,64,256",
     "modelserve:w2g:workers=8:c=256,1024",
-    "modelserve:w2g-b32:workers=4:c=16,64,256",
-    "litserve:w2g:workers=2:api=4:c=64,256",
+    "modelserve:w2g:workers=12:c=1024",
+    "modelserve:w2g-b32:workers=8:c=32,64,128",
+    "litserve:w2g:workers=2:api=4:c=256,1024",
 )
 TINY_PLAN = (
     "modelserve:w3:c=1,8",
@@ -428,6 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ceiling-seconds", type=float, default=1.5)
     p.add_argument("--no-auth", action="store_true", help="modelserve without API-key auth")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="py-spy flame graph of every point of the server so labelled (e.g. 'modelserve x12')",
+    )
     p.add_argument("--ceiling-only", metavar="WORKLOAD", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     device = args.device or ("cpu" if args.tiny else "cuda")
@@ -508,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             timeout=30.0,
             duration=args.duration,
-            profile=[],
+            profile=args.profile,
             out=args.out,
         )
         info, rows = measure_server(server, plan.workload, run_args, headers, {}, log_dir)

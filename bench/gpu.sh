@@ -22,6 +22,7 @@ if ! "$PY" -c 'import fastapi, uvicorn, pydantic_settings, orjson, httptools, ty
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/bench-site .whl/*.whl
     export PYTHONPATH="/tmp/bench-site${PYTHONPATH:+:$PYTHONPATH}"
+    export PATH="/tmp/bench-site/bin:$PATH"  # py-spy, when its wheel is carried
   else
     echo "gpu.sh: modelserve's dependencies are missing and there is no .whl/ folder" >&2
     exit 2

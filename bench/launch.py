@@ -117,7 +117,7 @@ class ServerProcess:
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 else:
-                    if 200 <= resp.status_code < 300:
+                    if 200 <= resp.status_code < 300 and self._all_ready(url, body, headers):
                         return Ready(
                             startup_s=time.perf_counter() - self.started_at,
                             status=resp.status_code,
@@ -130,6 +130,24 @@ class ServerProcess:
                         raise ServerFailedError(f"model failed to load: {resp.text[:500]}")
                 time.sleep(0.2)
         raise ServerFailedError(f"not ready after {timeout_s:.0f}s (last: {last})")
+
+    @staticmethod
+    def _all_ready(url: str, body: bytes, headers: Mapping[str, str], tries: int = 24) -> bool:
+        """True when `tries` requests on fresh connections all succeed.
+
+        With several server processes sharing the port (SO_REUSEPORT), each new connection
+        lands on any of them, and one that is still loading its model answers 503: one 2xx
+        says that one process is ready, not all of them.
+        """
+        for _ in range(tries):
+            try:
+                with httpx.Client(timeout=10.0) as fresh:
+                    resp = fresh.post(url, content=body, headers=dict(headers))
+            except httpx.HTTPError:
+                return False
+            if not 200 <= resp.status_code < 300:
+                return False
+        return True
 
     def log_tail(self, chars: int = 1500) -> str:
         """The end of the server's output, for error messages."""

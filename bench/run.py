@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,7 +286,7 @@ def measure_server(
         cmd,
         env=server_env(server, ms_env),
         cwd=ROOT,
-        log_path=log_dir / f"{workload}-{server.name}.log",
+        log_path=log_dir / f"{workload}-{safe_name(server.name)}.log",
     )
     try:
         ready = proc.wait_ready(url, body, headers, args.startup_timeout)
@@ -315,7 +316,7 @@ def measure_server(
                 cpu0 = proc.cpu_seconds()
                 spy = None
                 if server.name in args.profile:
-                    spy = _start_profile(args, proc, f"{workload}-{server.name}-c{c}")
+                    spy = _start_profile(args, proc, f"{workload}-{safe_name(server.name)}-c{c}")
                 with PeakMemory(proc) as mem:
                     result = load.drive(
                         url,
@@ -353,11 +354,18 @@ def measure_server(
     return info, rows
 
 
+def safe_name(label: str) -> str:
+    """A server label as a file name part: letters, digits, '.', '_' and '-' only."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in label)
+
+
 def _start_profile(
     args: argparse.Namespace, proc: ServerProcess, label: str
 ) -> subprocess.Popen[bytes]:
     """py-spy (from the bench/.peers/tools venv) sampling the server for most of one point."""
-    spy = peers.ensure_venv("tools").parent / "py-spy"
+    # py-spy on PATH (the GPU machine's carried wheel), else the bench tools venv.
+    on_path = shutil.which("py-spy")
+    spy = Path(on_path) if on_path else peers.ensure_venv("tools").parent / "py-spy"
     svg = args.out / f"flame-{label}.svg"
     seconds = max(1, int(args.duration) - 1)
     cmd = [
