@@ -5,20 +5,18 @@ BENCH_GPU_MAX_BATCH sets the largest batch (default 128 for W3, 256 for W2G), BE
 the model replicas per server process (default 2: one tokenizes or decodes on the CPU while the
 other's batch runs on the GPU).
 
-W3's body is JSON with the image base64-encoded: modelserve has no raw binary input yet. When it
-does, give ImageService a bytes input and send the raw 150,528 bytes (`bench.gpu --raw-body`).
+W3's body is the raw 150,528 bytes of the image (`Content-Type: application/octet-stream`): the
+input model has one bytes field, so modelserve takes the body as that field (docs/api.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 
 from pydantic import BaseModel, Field
 
 from bench.gpu_models import MiniLMShaped, ResNetPipeline, image_side
-from modelserve import ItemError, Service, batching
+from modelserve import Service, batching
 
 TINY = os.environ.get("BENCH_GPU_TINY") == "1"
 SIDE = image_side(TINY)
@@ -32,9 +30,9 @@ REPLICAS = int(os.environ.get("BENCH_GPU_REPLICAS", "2"))
 
 
 class Image(BaseModel):
-    """W3 input: one HxWx3 uint8 image, base64."""
+    """W3 input: one raw HxWx3 uint8 image, sent as the application/octet-stream body."""
 
-    image_b64: str = Field(max_length=4 * (SIDE * SIDE * 3) // 3 + 4)
+    image: bytes = Field(min_length=SIDE * SIDE * 3, max_length=SIDE * SIDE * 3)
 
 
 class Label(BaseModel):
@@ -44,7 +42,7 @@ class Label(BaseModel):
 
 
 class ImageService(Service[Image, Label]):
-    """W3: ResNet-50 (random weights, fp16 on CUDA)."""
+    """W3: ResNet-50 (random weights, fp16 on CUDA, CUDA graphs up to batch 16)."""
 
     name = "resnet"
     replicas = REPLICAS
@@ -54,25 +52,8 @@ class ImageService(Service[Image, Label]):
         self.pipeline = ResNetPipeline(device, tiny=TINY)
         self.pipeline.predict([bytes(SIDE * SIDE * 3)])
 
-    def predict(self, batch: list[Image]) -> list[Label | ItemError]:
-        raw: list[bytes] = []
-        bad: set[int] = set()
-        for i, item in enumerate(batch):
-            try:
-                data = base64.b64decode(item.image_b64, validate=True)
-            except binascii.Error:
-                data = b""
-            if len(data) != SIDE * SIDE * 3:
-                bad.add(i)
-                data = bytes(SIDE * SIDE * 3)
-            raw.append(data)
-        labels = self.pipeline.predict(raw)
-        return [
-            ItemError(f"image must be {SIDE}x{SIDE}x3 uint8, base64")
-            if i in bad
-            else Label(label=y)
-            for i, y in enumerate(labels)
-        ]
+    def predict(self, batch: list[Image]) -> list[Label]:
+        return [Label(label=y) for y in self.pipeline.predict([item.image for item in batch])]
 
 
 class Sentence(BaseModel):

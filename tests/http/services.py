@@ -90,3 +90,26 @@ class Gate(Service[Text, Text]):
         self.release.wait(5)
         time.sleep(0.01)
         return batch
+
+
+class Blob(BaseModel):
+    """One bytes field: the model also takes the raw bytes as an application/octet-stream body."""
+
+    data: bytes = Field(min_length=1, max_length=1024)
+
+
+class Digest(BaseModel):
+    size: int
+    sha256: str
+
+
+class Checksum(Service[Blob, Digest]):
+    """Hashes the bytes it is sent (an image or audio model's shape of input)."""
+
+    name = "checksum"
+    batching = batching(max_batch_size=8, max_wait_ms=1)
+
+    def predict(self, batch: list[Blob]) -> list[Digest]:
+        import hashlib
+
+        return [Digest(size=len(b.data), sha256=hashlib.sha256(b.data).hexdigest()) for b in batch]

@@ -50,6 +50,30 @@ class ServiceCodec:
         self._validate_batch = batch_model.model_validate_json
         self._dump = spec.output_type.__pydantic_serializer__.to_json
         self.version_header = (VERSION_HEADER, spec.version.encode("ascii"))
+        self.raw_field = raw_field(spec.input_type)
+        self._validate_python = spec.wire_input_type.model_validate
+
+    def parse_raw(self, body: bytes) -> Any:
+        """One input from a raw `application/octet-stream` body: the bytes of its one field.
+
+        An image, an audio clip or a document travels as itself, not as base64 inside JSON
+        (a third larger, and decoded twice). Only a model whose input is one `bytes` field
+        takes it; for others a raw body is refused with 415.
+        """
+        if self.raw_field is None:
+            raise UnsupportedMediaError(
+                f"model {self.name!r} takes JSON: application/octet-stream bodies go to models"
+                " whose input is one bytes field",
+                details={"content_type": "application/octet-stream"},
+            )
+        try:
+            return self._validate_python({self.raw_field: body})
+        except ValidationError as exc:
+            details = exc.errors(include_url=False, include_input=False, include_context=False)
+            raise InvalidInputError(
+                "request body does not match the model's input schema",
+                details=[{"loc": ["body"], "msg": d["msg"], "type": d["type"]} for d in details],
+            ) from None
 
     def parse_one(self, body: bytes) -> Any:
         """Strictly validate one input; raise InvalidInputError/MalformedBodyError."""
@@ -157,14 +181,28 @@ def _check_text(body: bytes) -> None:
         )
 
 
-def check_media_type(headers: Headers) -> None:
-    """Refuse bodies declared as anything but JSON (415); a missing type is read as JSON."""
+def raw_field(input_type: type[BaseModel]) -> str | None:
+    """The field a raw body fills: the input's only field, when it is `bytes`."""
+    fields = input_type.model_fields
+    if len(fields) != 1:
+        return None
+    name, info = next(iter(fields.items()))
+    return name if info.annotation is bytes else None
+
+
+def check_media_type(headers: Headers) -> bool:
+    """True for a raw `application/octet-stream` body, False for JSON (also when no type is
+    declared); any other type is refused with 415."""
     content_type = header(headers, b"content-type")
     if content_type is None:
-        return  # bodies without a declared type are parsed as JSON
+        return False  # bodies without a declared type are parsed as JSON
     media = content_type.split(b";", 1)[0].strip().lower()
-    if media != b"application/json" and not media.endswith(b"+json"):
-        raise UnsupportedMediaError(
-            "send the body as JSON with content-type: application/json",
-            details={"content_type": media.decode("latin-1")[:100]},
-        )
+    if media == b"application/json" or media.endswith(b"+json"):
+        return False
+    if media == b"application/octet-stream":
+        return True
+    raise UnsupportedMediaError(
+        "send the body as JSON with content-type: application/json (or, to a model whose"
+        " input is one bytes field, as application/octet-stream)",
+        details={"content_type": media.decode("latin-1")[:100]},
+    )

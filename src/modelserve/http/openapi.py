@@ -24,10 +24,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed JSON"},
     404: {"model": ErrorResponse, "description": "No such model"},
     413: {"model": ErrorResponse, "description": "Body over the size limit"},
-    415: {"model": ErrorResponse, "description": "Body is not JSON"},
+    415: {"model": ErrorResponse, "description": "Body type not taken (JSON; raw bytes)"},
     422: {"model": ErrorResponse, "description": "Input does not match the schema"},
     503: {"model": ErrorResponse, "description": "Model overloaded or not ready (see Retry-After)"},
     504: {"model": ErrorResponse, "description": "Model did not answer within its deadline"},
+}
+
+RAW_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    }
 }
 
 
@@ -69,6 +75,8 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
                 tags=[spec.name],
                 dependencies=[PREDICT_GUARDED],
                 name=f"{spec.name}:{'predict_batch' if is_batch else 'predict'}",
+                # A model whose input is one bytes field also takes the raw bytes as the body.
+                openapi_extra=RAW_BODY if route.raw_field and not is_batch else None,
             )
     # Any model, including versions deployed later from the registry (their schemas are in
     # GET /v1/models/{name}); and any loaded version, pinned.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from modelserve.batcher.engine import BatchEngine
-from modelserve.errors import ModelserveError, TooManyHeadersError
+from modelserve.errors import ModelserveError, TooManyHeadersError, UnsupportedMediaError
 from modelserve.http.codec import Headers, ServiceCodec, check_media_type
 from modelserve.http.context import (
     PRINCIPAL_KEY,
@@ -126,14 +126,16 @@ class PredictEndpoint:
         started = time.perf_counter()
         if self._guard is not None and principal is None:
             principal = await self._guard.check_predict(headers, name)
-        check_media_type(headers)
-        deployed, engine, codec, parsed = self._prepare(name, version, is_batch, body, principal)
+        raw = check_media_type(headers)
+        deployed, engine, codec, parsed = self._prepare(
+            name, version, is_batch, body, principal, raw
+        )
         if is_batch:
             result = await engine.submit_many(parsed)
         else:
             result = await engine.submit(parsed)
         payload, extra = self._reply(
-            deployed, codec, is_batch, body, result, version, request_id, started
+            deployed, codec, is_batch, body, result, version, request_id, started, raw
         )
         return 200, extra, payload
 
@@ -144,14 +146,15 @@ class PredictEndpoint:
         is_batch: bool,
         body: bytes,
         principal: Principal | None,
+        raw: bool = False,
     ) -> tuple[DeployedService, BatchEngine, ServiceCodec, Any]:
         """The version that answers, its engine and codec, and the body validated for it (one
-        input, or the list of a batch request)."""
+        input, or the list of a batch request); `raw` for an application/octet-stream body."""
         sticky = principal.rate_key if principal is not None else None
         deployed = self._runtime.resolve(name, version, sticky)
         engine = deployed.require_ready()
         codec = self.codec(deployed)
-        parsed = codec.parse_batch(body) if is_batch else codec.parse_one(body)
+        parsed = _parse(codec, body, is_batch, raw)
         return deployed, engine, codec, parsed
 
     def _reply(
@@ -164,6 +167,7 @@ class PredictEndpoint:
         version: str | None,
         request_id: str,
         started: float,
+        raw: bool = False,
     ) -> tuple[bytes, Headers]:
         """The 200 body and headers; copies the request to a shadow version when sampled."""
         payload, extra = codec.dump_batch(result) if is_batch else codec.dump(result)
@@ -179,6 +183,7 @@ class PredictEndpoint:
                         result if is_batch else [result],
                         time.perf_counter() - started,
                         request_id,
+                        raw,
                     )
                 )
         return payload, extra
@@ -219,12 +224,12 @@ class PredictEndpoint:
                 scope[PRINCIPAL_KEY] = principal
                 if trace is not None:
                     trace.mark(tracing.PHASE_AUTH)
-            check_media_type(headers)
+            raw = check_media_type(headers)
             body = await read_body(receive, headers, self._max_body_bytes)
             if trace is not None:
                 trace.mark(tracing.PHASE_READ_BODY)
             deployed, engine, codec, parsed = self._prepare(
-                name, version, is_batch, body, principal
+                name, version, is_batch, body, principal, raw
             )
             if trace is not None:
                 trace.mark(tracing.PHASE_VALIDATION)
@@ -239,7 +244,7 @@ class PredictEndpoint:
             if trace is not None:
                 trace.mark(tracing.PHASE_ENGINE)
             payload, extra = self._reply(
-                deployed, codec, is_batch, body, result, version, request_id, started
+                deployed, codec, is_batch, body, result, version, request_id, started, raw
             )
             status = 200
         except Exception as exc:
@@ -295,8 +300,10 @@ class PredictEndpoint:
                 principal = self._guard.check_predict_now(headers, name)
                 if principal is None:
                     return False  # needs I/O: the ASGI path awaits the lookup
-            check_media_type(headers)
-            deployed, engine, codec, parsed = self._prepare(name, version, False, body, principal)
+            raw = check_media_type(headers)
+            deployed, engine, codec, parsed = self._prepare(
+                name, version, False, body, principal, raw
+            )
             future = engine.enqueue(parsed)
         except Exception as exc:
             outcome = _failure(exc, request_id)
@@ -430,6 +437,7 @@ class PredictEndpoint:
         results: list[Any],
         primary_latency_s: float,
         request_id: str,
+        raw: bool = False,
     ) -> None:
         # Never affects the answer already sent: every failure becomes part of the record.
         name = primary.spec.name
@@ -441,7 +449,7 @@ class PredictEndpoint:
             if is_batch:
                 shadow_results = await engine.submit_many(codec.parse_batch(body))
             else:
-                shadow_results = [await engine.submit(codec.parse_one(body))]
+                shadow_results = [await engine.submit(_parse(codec, body, False, raw))]
             entry = shadow.record(
                 request_id=request_id,
                 primary_version=primary.spec.version,
@@ -461,6 +469,18 @@ class PredictEndpoint:
                 error=type(exc).__name__,
             )
         self._runtime.record_shadow(name, entry)
+
+
+def _parse(codec: ServiceCodec, body: bytes, is_batch: bool, raw: bool) -> Any:
+    """The body validated for the version: a batch's inputs, or one input (JSON or raw)."""
+    if raw:
+        if is_batch:
+            raise UnsupportedMediaError(
+                "batch requests are JSON: send one raw body per /predict request",
+                details={"content_type": "application/octet-stream"},
+            )
+        return codec.parse_raw(body)
+    return codec.parse_batch(body) if is_batch else codec.parse_one(body)
 
 
 def _failure(exc: BaseException, request_id: str) -> tuple[int, Headers, bytes, str]:
