@@ -173,16 +173,17 @@ class Plan:
         )
 
 
-# What `bash bench/gpu.sh` runs (about 5 minutes on an H100 or H200): W3 with 4 processes
-# (one process is bound by its event loop and GIL at about 1k base64 images/s); W2G with 8
-# and 12 processes (one process tops out near 5-7k requests/s of HTTP, JSON and tokenizing);
-# W2G with 32-sentence bodies; LitServe at the configuration issue 3 found to be its best.
+# What `bash bench/gpu.sh` runs (about 4-5 minutes on an H200): W3 with 4 processes (one
+# process is bound by its event loop at about 1k base64 images/s; 8 processes did no better than
+# 4); W2G with 8 and 12 processes; W2G with 32-sentence bodies; LitServe at the configuration
+# issue 3 found to be its best on an H100.
 DEFAULT_PLAN = (
     "modelserve:w3:workers=4:c=1,64,256",
     "modelserve:w2g:workers=8:c=256,1024",
     "modelserve:w2g:workers=12:c=1024",
     "modelserve:w2g-b32:workers=8:c=32,64,128",
     "litserve:w2g:workers=2:api=4:c=256,1024",
+    "litserve:w3:workers=2:api=4:c=256",
 )
 TINY_PLAN = (
     "modelserve:w3:c=1,8",
