@@ -185,3 +185,46 @@ def test_the_stats_command_renders_the_report(live_server: tuple[str, Any]) -> N
     assert as_json.exit_code == 0 and '"versions"' in as_json.output
     bad = CliRunner().invoke(cli, ["stats", "scorer", "--url", url, "--window", "nope"])
     assert bad.exit_code == 1 and "window" in bad.output
+
+
+def test_the_prediction_log_records_a_raw_body_by_size_and_digest(tmp_path: Path) -> None:
+    import datetime as dt
+    import hashlib
+    import json
+
+    from modelserve.db.repos.predictions import list_predictions
+    from tests.http.services import Checksum
+
+    data = b"\x00\xff\xfe" * 100  # NUL and invalid UTF-8: neither belongs in a text column
+    settings = settings_for(tmp_path, predlog_sample_rate=1.0, access_log=False)
+    with serving(settings, [Checksum]) as (client, obs):
+        response = client.post(
+            "/v1/models/checksum/predict",
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
+        assert response.status_code == 200
+        predlog = obs.predlog
+        assert predlog is not None
+        client.portal.call(predlog.flush)
+
+        async def rows() -> list[Any]:
+            now = dt.datetime.now(dt.UTC)
+            async with predlog._database.session() as session:  # type: ignore[union-attr]
+                return list(
+                    await list_predictions(
+                        session=session,
+                        model="checksum",
+                        since=now - dt.timedelta(hours=1),
+                        until=now + dt.timedelta(seconds=1),
+                        limit=10,
+                    )
+                )
+
+        (row,) = client.portal.call(rows)
+    assert json.loads(row.input_json) == {
+        "content_type": "application/octet-stream",
+        "bytes": 300,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    assert json.loads(row.output_json)["size"] == 300

@@ -10,6 +10,7 @@ the batching engine and pydantic-core serialization. FastAPI still documents the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -205,6 +206,7 @@ class PredictEndpoint:
         deployed: DeployedService | None = None
         error_code: str | None = None
         body = b""
+        raw = False
         extra: Headers
         trace = (
             tracing.start_request("POST", _route(version, is_batch), headers)
@@ -270,6 +272,7 @@ class PredictEndpoint:
             body,
             payload,
             trace,
+            raw,
         )
 
     def serve_now(
@@ -295,6 +298,7 @@ class PredictEndpoint:
         started = time.perf_counter()
         principal: Principal | None = None
         request_id = request_id_from(headers)
+        raw = False
         try:
             if self._guard is not None:
                 principal = self._guard.check_predict_now(headers, name)
@@ -308,20 +312,37 @@ class PredictEndpoint:
         except Exception as exc:
             outcome = _failure(exc, request_id)
             self._answer(
-                respond, name, version, started, request_id, principal, None, body, *outcome
+                respond, name, version, started, request_id, principal, None, body, raw, *outcome
             )
             return True
 
         def settle(future: asyncio.Future[Any]) -> None:
             try:
                 payload, extra = self._reply(
-                    deployed, codec, False, body, future.result(), version, request_id, started
+                    deployed,
+                    codec,
+                    False,
+                    body,
+                    future.result(),
+                    version,
+                    request_id,
+                    started,
+                    raw,
                 )
                 outcome: tuple[int, Headers, bytes, str | None] = (200, extra, payload, None)
             except BaseException as exc:  # CancelledError too: the caller must be answered
                 outcome = _failure(exc, request_id)
             self._answer(
-                respond, name, version, started, request_id, principal, deployed, body, *outcome
+                respond,
+                name,
+                version,
+                started,
+                request_id,
+                principal,
+                deployed,
+                body,
+                raw,
+                *outcome,
             )
 
         if future.done():
@@ -340,6 +361,7 @@ class PredictEndpoint:
         principal: Principal | None,
         deployed: DeployedService | None,
         body: bytes,
+        raw: bool,
         status: int,
         extra: Headers,
         payload: bytes,
@@ -360,6 +382,7 @@ class PredictEndpoint:
             body,
             payload,
             None,
+            raw,
         )
 
     def _report(
@@ -376,6 +399,7 @@ class PredictEndpoint:
         body: bytes,
         payload: bytes,
         trace: RequestTrace | None,
+        raw: bool = False,
     ) -> None:
         """Tell the trace, the prediction log and the observers how a request ended."""
         version_served = deployed.spec.version if deployed is not None else None
@@ -397,7 +421,9 @@ class PredictEndpoint:
                 principal=principal,
                 status=status,
                 latency_s=time.perf_counter() - started,
-                body=body,
+                # The log's input column is JSON text: a raw body (an image, say) is recorded
+                # by size and digest, never as bytes a text column would mangle or refuse.
+                body=_raw_summary(body) if raw else body,
                 output=payload if status == 200 else None,
                 error_code=error_code,
             )
@@ -469,6 +495,15 @@ class PredictEndpoint:
                 error=type(exc).__name__,
             )
         self._runtime.record_shadow(name, entry)
+
+
+def _raw_summary(body: bytes) -> bytes:
+    """What the prediction log keeps of a raw body: its type, size and SHA-256."""
+    digest = hashlib.sha256(body).hexdigest()
+    return b'{"content_type":"application/octet-stream","bytes":%d,"sha256":"%s"}' % (
+        len(body),
+        digest.encode(),
+    )
 
 
 def _parse(codec: ServiceCodec, body: bytes, is_batch: bool, raw: bool) -> Any:
