@@ -208,3 +208,45 @@ def test_concurrent_deploys_leave_one_copy() -> None:
 
         run(client, storm())
         assert sorted(runtime.versions("scale")) == ["1", "2"]
+
+
+class Bytes(BaseModel):
+    data: bytes
+
+
+class Length(BaseModel):
+    n: int
+
+
+class Measure(Service[Bytes, Length]):
+    name = "measure"
+    version = "1"
+    batching = batching(max_batch_size=4, max_wait_ms=1)
+
+    def predict(self, batch: list[Bytes]) -> list[Length]:
+        return [Length(n=len(b.data)) for b in batch]
+
+
+class MeasureV2(Measure):
+    version = "2"
+
+
+def test_a_shadow_copy_of_a_raw_body_is_read_as_raw() -> None:
+    with serving([Measure]) as client:
+        runtime = runtime_of(client)
+        run(client, runtime.deploy(ServiceSpec.from_class(MeasureV2)))
+        run(
+            client,
+            runtime.set_policy("measure", TrafficPolicy("1", shadow="2", shadow_percent=100)),
+        )
+        response = client.post(
+            "/v1/models/measure/predict",
+            content=b"\x00\x01\x02",
+            headers={"content-type": "application/octet-stream"},
+        )
+        assert response.status_code == 200 and response.json() == {"n": 3}
+        deadline = time.monotonic() + 5
+        while not runtime.shadow_records("measure", limit=10) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (record,) = runtime.shadow_records("measure", limit=10)
+        assert record.error is None and record.equal
