@@ -2,7 +2,7 @@
 
 For each workload: the pipeline alone in a tight loop at batch 1..max (plus, on CUDA, the
 forward alone and a CUDA-graph replay at batch 1), then each planned server configuration
-(`--run`, default DEFAULT_PLAN: modelserve with 1, 4 and 8 processes, LitServe at its best
+(`--run`, default DEFAULT_PLAN: modelserve with 4, 8 and 12 processes, LitServe at its best
 configuration) driven at its concurrencies. W2G is also driven with `/predict/batch` bodies of
 32 sentences (`w2g-b32`). Writes `<out>/<date>-<host>-gpu.{json,md,png}` with the targets of
 issue 3 (the JSON and Markdown after every server, so a run cut short keeps what it measured).
