@@ -466,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         headers.update(auth_headers)
     started = dt.datetime.now().astimezone()
     host = socket.gethostname().split(".")[0]
-    stem = f"{started:%Y-%m-%d}-{host}-gpu" + ("-tiny" if args.tiny else "")
+    stem = report.unused_stem(
+        args.out, f"{started:%Y-%m-%d}-{host}-gpu" + ("-tiny" if args.tiny else "")
+    )
     results: dict[str, Any] = {
         "schema": 1,
         "kind": "gpu-tiny" if args.tiny else "gpu",

@@ -30,6 +30,7 @@ from typing import Any
 from bench.auth import provision
 from bench.launch import ServerProcess, free_port
 from bench.load import run_wrk, wrk_path
+from bench.report import unused_stem
 from bench.run import server_env, server_env_base
 from bench.targets import DEFAULT_HEADERS, JSON_BODIES, ROOT, all_servers
 
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         stem = f"{time.strftime('%Y-%m-%d')}-{platform.node()}-overhead"
         if len(configs) < len(CONFIGS):
             stem += "-" + "-vs-".join(c.name.replace("+", "-") for c in configs)
+        stem = unused_stem(args.out, stem)
         (args.out / f"{stem}.md").write_text(text)
         (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     return 0

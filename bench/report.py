@@ -137,6 +137,16 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
     return out
 
 
+def unused_stem(out_dir: Path, stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ... when a run of the same day and host is already there
+    (a second run must not overwrite the figures the docs quote from the first)."""
+    candidate, n = stem, 1
+    while any((out_dir / f"{candidate}{ext}").exists() for ext in (".json", ".md")):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
 def write_all(results: Results, out_dir: Path, stem: str, *, plot: bool = True) -> dict[str, Path]:
     """Write the JSON, the Markdown and (when matplotlib is there) the PNG; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -503,6 +503,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     stem = f"{started:%Y-%m-%d}-{host}" + ("-smoke" if args.smoke else "")
     if args.check_peers:
         stem += "-check-peers"
+    stem = report.unused_stem(args.out, stem)
     paths = report.write_all(
         results, args.out, stem, plot=not args.no_plot and not args.check_peers
     )
