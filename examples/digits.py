@@ -2,6 +2,10 @@
 
     modelserve serve examples/digits.py
 
+Two services share the network: `digits` takes the pixels as JSON, `digits-raw` takes the image
+itself as the request body (`Content-Type: application/octet-stream`, 64 bytes, one per pixel),
+as a camera or a scanner would send it.
+
 The first start trains the network on scikit-learn's bundled digits data (1,797 images, no
 download; a few seconds on two CPU cores) and saves its `state_dict` under
 `$MODELSERVE_DATA_DIR/models/digits/`. Later starts load it with `torch.load(weights_only=True)`,
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +29,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from torch import nn
 
-from modelserve import Service, batching
+from modelserve import ItemError, Service, batching
 
 logger = logging.getLogger("examples.digits")
 
@@ -185,17 +190,34 @@ def load(path: Path) -> DigitsNet:
     return net
 
 
+# Both services start at once on a first run: one trains and saves, the other then loads.
+_training = threading.Lock()
+
+
 def load_or_train(path: Path) -> DigitsNet:
     """The saved network, or a freshly trained one (then saved) when there is none usable."""
-    if path.exists():
-        try:
-            return load(path)
-        except ValueError as exc:
-            logger.warning("%s; training again", exc)
-    net, accuracy = train()
-    logger.info("trained digits CNN, held-out accuracy %.3f", accuracy)
-    save(net, path)
-    return net
+    with _training:
+        if path.exists():
+            try:
+                return load(path)
+            except ValueError as exc:
+                logger.warning("%s; training again", exc)
+        net, accuracy = train()
+        logger.info("trained digits CNN, held-out accuracy %.3f", accuracy)
+        save(net, path)
+        return net
+
+
+def classify(net: DigitsNet, device: str, pixels: NDArray[Any] | list[Any]) -> list[Digit]:
+    """The digit and probabilities of each image, given as 64 or 8x8 raw pixels."""
+    images = to_tensor(pixels).to(device)
+    with torch.inference_mode():
+        probabilities = torch.softmax(net(images), dim=1).cpu().numpy()
+    best = probabilities.argmax(axis=1).tolist()
+    return [
+        Digit(digit=digit, probabilities=row)
+        for digit, row in zip(best, probabilities.tolist(), strict=True)
+    ]
 
 
 class Digits(Service[Image, Digit]):
@@ -218,11 +240,43 @@ class Digits(Service[Image, Digit]):
         self.predict([Image(pixels=[[0.0] * SIDE] * SIDE)])
 
     def predict(self, batch: list[Image]) -> list[Digit]:
-        images = to_tensor([image.pixels for image in batch]).to(self.device_name)
-        with torch.inference_mode():
-            probabilities = torch.softmax(self.net(images), dim=1).cpu().numpy()
-        best = probabilities.argmax(axis=1).tolist()
+        return classify(self.net, self.device_name, [image.pixels for image in batch])
+
+
+class RawImage(BaseModel):
+    """One 8x8 digit as 64 bytes, row by row, each 0 (white) to 16 (black).
+
+    One `bytes` field: modelserve then also takes these bytes as the whole request body with
+    `Content-Type: application/octet-stream`.
+    """
+
+    image: bytes = Field(min_length=SIDE * SIDE, max_length=SIDE * SIDE)
+
+
+class DigitsRaw(Service[RawImage, Digit]):
+    """Recognise a handwritten digit sent as the raw 64 bytes of its 8x8 image.
+
+    The same network as `digits`. POST the 64 pixel bytes (values 0..16) as the body with
+    `Content-Type: application/octet-stream`; a byte above 16 is refused for that image alone.
+    """
+
+    name = "digits-raw"
+    batching = batching(max_batch_size=64, max_wait_ms=1)
+
+    def setup(self, device: str) -> None:
+        self.device_name = device
+        self.net = load_or_train(weights_path()).to(device).eval()
+        self.predict([RawImage(image=bytes(SIDE * SIDE))])
+
+    def predict(self, batch: list[RawImage]) -> list[Digit | ItemError]:
+        pixels = np.frombuffer(b"".join(item.image for item in batch), dtype=np.uint8)
+        pixels = pixels.reshape(len(batch), SIDE * SIDE)
+        in_range: NDArray[np.bool_] = np.all(pixels <= MAX_PIXEL, axis=1)
+        valid = [bool(ok) for ok in in_range]
+        answers = iter(classify(self.net, self.device_name, pixels[valid]) if any(valid) else [])
         return [
-            Digit(digit=digit, probabilities=row)
-            for digit, row in zip(best, probabilities.tolist(), strict=True)
+            next(answers)
+            if ok
+            else ItemError("pixel values must be 0..16 (one byte per pixel)", code="bad_pixel")
+            for ok in valid
         ]

@@ -193,3 +193,47 @@ def test_a_pickle_in_place_of_weights_is_never_run(
     # The unusable file was replaced by a freshly trained, loadable state dict.
     assert (np.array([o["digit"] for o in outputs]) == y_test).mean() > 0.9
     assert set(torch.load(path, weights_only=True)) == set(digits.DigitsNet().state_dict())
+
+
+RAW = "/v1/models/digits-raw/predict"
+OCTETS = {"content-type": "application/octet-stream"}
+
+
+def test_raw_image_bodies_give_the_same_answers_as_json(
+    digits: ModuleType, client: TestClient
+) -> None:
+    _, x_test, _, y_test = digits.split()
+    as_json = predict_all(client, images(x_test[:40]))
+    correct = 0
+    for row, expected, label in zip(x_test[:40], as_json, y_test[:40], strict=True):
+        body = np.asarray(row, dtype=np.uint8).tobytes()  # 64 bytes, one per pixel
+        response = client.post(RAW, content=body, headers=OCTETS)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["digit"] == expected["digit"]
+        assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
+        correct += answer["digit"] == label
+    assert correct >= 36
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        pytest.param(bytes(63), 422, "invalid_input", id="63-bytes"),
+        pytest.param(bytes(65), 422, "invalid_input", id="65-bytes"),
+        pytest.param(b"", 422, "invalid_input", id="empty"),
+        pytest.param(bytes(63) + b"\x11", 422, "bad_pixel", id="pixel-17"),
+    ],
+)
+def test_malformed_raw_images_are_rejected(
+    client: TestClient, body: bytes, status: int, code: str
+) -> None:
+    response = client.post(RAW, content=body, headers=OCTETS)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_the_json_digits_service_refuses_raw_bodies(client: TestClient) -> None:
+    response = client.post(PREDICT, content=bytes(64), headers=OCTETS)
+    assert response.status_code == 415
+    assert "takes JSON" in response.json()["error"]["message"]
