@@ -34,11 +34,12 @@ from typing import Any
 
 from bench import report
 from bench.load import wrk_path
+from bench.models import W2_SENTENCE
 from bench.run import machine_info, measure_server, raise_fd_limit, server_env_base
 from bench.targets import DEFAULT_HEADERS, MS_PROTOCOL, PRODUCTION_ENV, ROOT, Server, project_python
 
 GPU_APP = ROOT / "bench" / "servers" / "gpu_services.py"
-SENTENCE = "The quick brown fox jumps over the lazy dog."
+SENTENCE = W2_SENTENCE  # the CPU run's W2 sentence
 WORKLOADS = ("w3", "w2g", "w2g-b32")
 
 

@@ -21,38 +21,22 @@ import litserve as ls
 
 from bench.gpu_models import MiniLMShaped, ResNetPipeline, image_side
 from bench.servers.common import UVICORN_SETTINGS
+from bench.servers.litserve_app import MiniLMAPI
 
 TINY = os.environ.get("BENCH_GPU_TINY") == "1"
 SIDE = image_side(TINY)
 
 
-class SentenceAPI(ls.LitAPI):
-    """W2G: LitServe batches decoded sentences into one `embed` call."""
+class SentenceAPI(MiniLMAPI):
+    """W2G: the CPU run's W2 API (decode, batch, unbatch, encode) over the MiniLM-shaped model."""
 
     def setup(self, device: str) -> None:
         self.model = MiniLMShaped(device, tiny=TINY)
         self.model.embed(["warm up"])
 
-    def decode_request(self, request):  # unannotated: LitServe then passes the JSON body
-        text: str = request["text"]
-        return text
-
-    def batch(self, inputs: list[str]) -> list[str]:
-        return inputs
-
-    def predict(self, texts: list[str]) -> list[list[float]]:
-        vectors: list[list[float]] = self.model.embed(texts).tolist()
-        return vectors
-
-    def unbatch(self, output: list[list[float]]) -> list[list[float]]:
-        return output
-
-    def encode_response(self, output: list[float]):  # unannotated: no response model
-        return {"embedding": output}
-
 
 class ImageAPI(ls.LitAPI):
-    """W3: base64 image in (the body modelserve gets too), top-1 class out."""
+    """W3: the image base64-encoded in JSON (LitServe decodes JSON bodies), top-1 class out."""
 
     def setup(self, device: str) -> None:
         self.pipeline = ResNetPipeline(device, tiny=TINY)

@@ -57,7 +57,6 @@ def test_wait_gate_waits_until_windows_stay_empty() -> None:
     gate.record(1, waited=True)
     assert gate.should_wait()  # one empty window is not a trickle yet
     gate.record(1, waited=True)
-    assert not gate.waiting
     assert [gate.should_wait() for _ in range(8)] == [False, False, False, True] * 2
 
 
@@ -67,12 +66,11 @@ def test_wait_gate_company_turns_waiting_back_on() -> None:
     gate.record(1, waited=True)
     assert not gate.should_wait()
     gate.record(3, waited=False)  # items queued behind a busy replica: load is back
-    assert gate.waiting
-    assert gate.should_wait()
+    assert all(gate.should_wait() for _ in range(40))
 
 
 def test_wait_gate_ignores_lone_batches_that_did_not_wait() -> None:
     gate = WaitGate(futile_limit=2)
     for _ in range(5):
         gate.record(1, waited=False)  # e.g. a window that had run out behind a busy replica
-    assert gate.waiting
+    assert all(gate.should_wait() for _ in range(40))

@@ -47,8 +47,7 @@ class WaitGate:
     item, and every request would pay the whole wait in latency. After `futile_limit` windows
     in a row closed with their first item alone, a lone item goes out at once; one in
     `probe_every` still waits, to notice company arriving again. Any batch of more than one
-    item turns waiting back on. Items that queued behind a busy replica are never held: they
-    form a batch of more than one, or their window has run out already.
+    item turns waiting back on.
     """
 
     __slots__ = ("_futile", "_skipped", "futile_limit", "probe_every")
@@ -58,11 +57,6 @@ class WaitGate:
         self.probe_every = probe_every
         self._futile = 0
         self._skipped = 0
-
-    @property
-    def waiting(self) -> bool:
-        """True while lone items wait (the last windows gained company, or too few to tell)."""
-        return self._futile < self.futile_limit
 
     def should_wait(self) -> bool:
         """Ask once per lone item whose window is open: wait for company, or go out now?"""
