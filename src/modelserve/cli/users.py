@@ -29,6 +29,12 @@ from modelserve.types import Principal
 
 T = TypeVar("T")
 EXIT_FAILED = 1
+EXIT_USAGE = 2
+NO_TTY_ERROR = (
+    "error: standard input is not a terminal, so there is nowhere to prompt for the password; "
+    "pipe it in with --password-stdin: "
+    "printf '%s\\n' \"$PASSWORD\" | modelserve users create-admin --password-stdin"
+)
 
 CLI_META = RequestMeta(request_id="cli")
 # The operator at the server's shell: may do everything, owns nothing.
@@ -78,9 +84,17 @@ def run(action: Callable[[AuthSystem], Awaitable[T]]) -> T:
 
 
 def read_password(from_stdin: bool) -> str:
-    """A new password: one line of stdin, or typed twice at a hidden prompt."""
+    """A new password: one line of stdin, or typed twice at a hidden prompt.
+
+    Without `from_stdin` and without a terminal on stdin (a script, CI, `docker exec` without
+    `-t`) the prompt could only fail with click's bare "Aborted!"; this says what to do instead
+    and exits 2.
+    """
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if sys.stdin is None or not sys.stdin.isatty():
+        typer.echo(NO_TTY_ERROR, err=True)
+        raise typer.Exit(EXIT_USAGE)
     value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return value
 
@@ -89,10 +103,14 @@ def read_password(from_stdin: bool) -> str:
 def create_admin(
     username: Annotated[str, typer.Option(help="Login name of the new admin.")] = "admin",
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password from the first line of standard input (for scripts).",
+        ),
     ] = False,
 ) -> None:
-    """Create an admin user (prompts for the password)."""
+    """Create an admin user: prompts twice for the password, or reads it with --password-stdin."""
     password = read_password(password_stdin)
     try:
         data = UserCreate(username=username, password=password, role="admin")
