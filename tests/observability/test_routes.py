@@ -184,7 +184,7 @@ def test_the_stats_command_renders_the_report(live_server: tuple[str, Any]) -> N
     as_json = CliRunner().invoke(cli, ["stats", "scorer", "--url", url, "--json"])
     assert as_json.exit_code == 0 and '"versions"' in as_json.output
     bad = CliRunner().invoke(cli, ["stats", "scorer", "--url", url, "--window", "nope"])
-    assert bad.exit_code == 1 and "window" in bad.output
+    assert bad.exit_code == 2 and "window" in bad.output  # refused before the request
 
 
 def test_the_prediction_log_records_a_raw_body_by_size_and_digest(tmp_path: Path) -> None:

@@ -23,7 +23,10 @@ from modelserve.cli.client import (
     json_of,
     print_json,
     send,
+    usage_error,
 )
+from modelserve.errors import InvalidInputError
+from modelserve.observability.stats import parse_window
 
 LEVEL_STYLES = {"none": "green", "moderate": "yellow", "major": "bold red", "unknown": "dim"}
 MAX_DRIFT_ROWS = 20
@@ -32,7 +35,11 @@ MAX_DRIFT_ROWS = 20
 def stats(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.")],
     window: Annotated[
-        str, typer.Option("--window", help="How far back: a number and s, m, h or d.")
+        str,
+        typer.Option(
+            "--window",
+            help="How far back: a number and s, m, h or d, from 1m to 30d (e.g. 15m, 1h, 7d).",
+        ),
     ] = "1h",
     url: UrlOpt = DEFAULT_URL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
@@ -40,6 +47,12 @@ def stats(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Show a model's throughput, latency percentiles, error rates and drift."""
+    # The server's own rule, checked here too: a bad window is a usage error (exit 2) said
+    # before anything is sent, not a 422 after a round trip.
+    try:
+        parse_window(window)
+    except InvalidInputError as exc:
+        usage_error(f"--window {window}: {exc.message}")
     path = f"/v1/models/{quote(name, safe='')}/stats?window={quote(window, safe='')}"
     data = json_of(send("GET", url, path, api_key=api_key, timeout=timeout))
     if as_json:
