@@ -32,6 +32,17 @@ async def _owner_id(auth: AuthSystem, username: str) -> str:
     return user.id
 
 
+async def _usernames(auth: AuthSystem, user_ids: set[str]) -> dict[str, str]:
+    """Username by user id, for the owners of listed keys (at most one page's worth)."""
+    names: dict[str, str] = {}
+    async with auth.database.session() as session:
+        for user_id in sorted(user_ids):
+            user = await repo.get_user(session, user_id=user_id)
+            if user is not None:
+                names[user_id] = user.username
+    return names
+
+
 @app.command()
 def create(
     owner: Annotated[str, typer.Option(help="Username of the key's owner.")],
@@ -66,11 +77,12 @@ def list_keys(
 ) -> None:
     """List keys (never the keys themselves)."""
 
-    async def action(auth: AuthSystem) -> ApiKeyListPublic:
+    async def action(auth: AuthSystem) -> tuple[ApiKeyListPublic, dict[str, str]]:
         owner_id = await _owner_id(auth, owner) if owner else None
-        return await auth.keys.list(actor=CLI_OPERATOR, owner_id=owner_id, limit=100, offset=0)
+        page = await auth.keys.list(actor=CLI_OPERATOR, owner_id=owner_id, limit=100, offset=0)
+        return page, await _usernames(auth, {key.owner_id for key in page.data})
 
-    page = run(action)
+    page, usernames = run(action)
     # Plain lines, one key each, never wrapped: easy to read and to grep or cut.
     typer.echo("ID\tPREFIX\tNAME\tOWNER\tSCOPES\tEXPIRES\tLAST_USED\tREVOKED")
     for key in page.data:
@@ -78,7 +90,8 @@ def list_keys(
             key.id,
             key.prefix,
             key.name,
-            key.owner_id,
+            # The name operators know and pass to --owner; the id only if the user is gone.
+            usernames.get(key.owner_id, key.owner_id),
             ",".join(key.scopes),
             f"{key.expires_at:%Y-%m-%d}" if key.expires_at else "never",
             f"{key.last_used_at:%Y-%m-%dT%H:%M}" if key.last_used_at else "-",
