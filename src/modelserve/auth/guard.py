@@ -2,7 +2,8 @@
 
 Credentials come only from headers: `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`.
 Any other scheme (`Basic` included) is refused, as are two different credentials in one request;
-query strings and bodies are never read for credentials (S8). The client address for login
+bodies are never read for credentials, and a query string holding something named like one is
+refused (`refuse_query_credentials`, S8). The client address for login
 limits is the TCP peer, unless the peer is a configured trusted proxy, in which case the
 right-most untrusted address of X-Forwarded-For is used (a client cannot spoof past a proxy).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from urllib.parse import unquote_to_bytes
 
 from modelserve.auth.audit import NO_META, AuditEvent, AuditLog, Outcome
 from modelserve.auth.principals import Authenticator
@@ -25,6 +27,29 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MISSING_CREDENTIALS = "credentials required: send `Authorization: Bearer <key or token>`"
 INVALID_CREDENTIALS = "invalid or expired credentials"
 MAX_CREDENTIAL_BYTES = 4096
+QUERY_CREDENTIALS = "send credentials in the Authorization header, never in URLs"
+
+# Query parameters that look like a credential: never honoured, and refused (401) so the client
+# learns to stop leaking them into URLs, access logs, proxies and browser histories (S8).
+CREDENTIAL_PARAMS = frozenset(
+    {
+        b"api_key",
+        b"apikey",
+        b"api-key",
+        b"x-api-key",
+        b"key",
+        b"token",
+        b"access_token",
+        b"access-token",
+        b"auth_token",
+        b"id_token",
+        b"refresh_token",
+        b"jwt",
+        b"bearer",
+        b"auth",
+        b"authorization",
+    }
+)
 
 
 def credential_from_headers(headers: Headers) -> bytes | None:
@@ -58,6 +83,23 @@ def credential_from_headers(headers: Headers) -> bytes | None:
     if len(credential) > MAX_CREDENTIAL_BYTES:
         raise AuthenticationError(INVALID_CREDENTIALS)
     return credential
+
+
+def refuse_query_credentials(query: bytes) -> None:
+    """AuthenticationError when the query string carries a parameter named like a credential.
+
+    The one check every entry point calls (FastAPI routes, the predict endpoint and the HTTP
+    protocol's fast path), whether or not a header credential is also present. Names are
+    compared percent-decoded and case-folded, so `?API%5FKEY=` is refused like `?api_key=`.
+    """
+    if not query:
+        return
+    for pair in query.split(b"&"):
+        name = pair.split(b"=", 1)[0]
+        if b"%" in name or b"+" in name:
+            name = unquote_to_bytes(name.replace(b"+", b" "))
+        if name.strip().lower() in CREDENTIAL_PARAMS:
+            raise AuthenticationError(QUERY_CREDENTIALS)
 
 
 def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:

@@ -33,19 +33,13 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from modelserve.auth.audit import AuditEvent, Outcome, RequestMeta
-from modelserve.auth.guard import client_address
+from modelserve.auth.guard import client_address, refuse_query_credentials
 from modelserve.auth.system import AuthSystem
 from modelserve.db.engine import Database
 from modelserve.db.repos import Session
-from modelserve.errors import AuthenticationError, ConfigError, PermissionDeniedError
+from modelserve.errors import ConfigError, PermissionDeniedError
 from modelserve.http.context import PRINCIPAL_KEY, REQUEST_ID_KEY
 from modelserve.types import ANONYMOUS, Principal
-
-# Query parameters that look like a credential: never honoured, and refused so the client
-# learns to stop leaking them into URLs and access logs.
-CREDENTIAL_PARAMS = frozenset(
-    {b"api_key", b"apikey", b"api-key", b"key", b"token", b"access_token", b"auth"}
-)
 
 # Only for the OpenAPI document ("Authorize" in /docs); credentials are parsed from the raw
 # headers by `modelserve.auth.guard`, the same code the predict fast path uses.
@@ -91,16 +85,6 @@ async def get_principal(
     # For the access log and metrics, which run outside the route (http/access.py).
     request.scope[PRINCIPAL_KEY] = principal
     return principal
-
-
-def refuse_query_credentials(query: bytes) -> None:
-    """AuthenticationError when the query string carries something named like a credential."""
-    if not query:
-        return
-    for pair in query.split(b"&"):
-        name = pair.split(b"=", 1)[0].lower()
-        if name in CREDENTIAL_PARAMS:
-            raise AuthenticationError("send credentials in the Authorization header, never in URLs")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from modelserve.errors import PayloadTooLargeError, TooManyHeadersError
+from modelserve.auth.guard import refuse_query_credentials
+from modelserve.errors import AuthenticationError, PayloadTooLargeError, TooManyHeadersError
 from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, header, request_id_from
 from modelserve.http.errors import render_error
 from modelserve.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class RequestContextMiddleware:
-    """Tags every non-predict request with a request id (echoed back) and caps body size."""
+    """Tags every non-predict request with a request id (echoed back) and caps body size.
+
+    With auth on (`app.state.auth` set, as `http/deps.py` reads it), a query string holding
+    something named like a credential is refused with 401 on every route, public ones
+    included (S8); the predict endpoint makes the same check itself.
+    """
 
     def __init__(
         self,
@@ -62,6 +68,11 @@ class RequestContextMiddleware:
             refusal = TooManyHeadersError(f"request has more than {self.max_headers} headers")
         elif declared is not None and declared.isdigit() and int(declared) > limit:
             refusal = PayloadTooLargeError(f"request body is over the {limit}-byte limit")
+        elif scope.get("query_string") and _auth_on(scope):
+            try:
+                refuse_query_credentials(scope["query_string"])
+            except AuthenticationError as exc:
+                refusal = exc
         if refusal is not None:
             status, extra, body = render_error(refusal, request_id)
             await send_with_id(
@@ -79,3 +90,9 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, limited_receive, send_with_id)
+
+
+def _auth_on(scope: Scope) -> bool:
+    """Whether the app behind this request authenticates (its AuthSystem is set)."""
+    state = getattr(scope.get("app"), "state", None)
+    return getattr(state, "auth", None) is not None

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from modelserve.auth.guard import refuse_query_credentials
 from modelserve.batcher.engine import BatchEngine
 from modelserve.errors import ModelserveError, TooManyHeadersError, UnsupportedMediaError
 from modelserve.http.codec import Headers, ServiceCodec, check_media_type
@@ -220,6 +221,9 @@ class PredictEndpoint:
                 # Before anything else, so an unauthenticated caller learns nothing (not even
                 # whether the model exists) and costs no body read.
                 # Synchronous for a cached credential: no coroutine on the common path.
+                query = scope["query_string"]
+                if query:
+                    refuse_query_credentials(query)  # even with a header credential (S8)
                 principal = self._guard.check_predict_now(headers, name)
                 if principal is None:
                     principal = await self._guard.check_predict(headers, name)
@@ -301,6 +305,9 @@ class PredictEndpoint:
         raw = False
         try:
             if self._guard is not None:
+                query = scope["query_string"]
+                if query:
+                    refuse_query_credentials(query)  # as `__call__` does (S8)
                 principal = self._guard.check_predict_now(headers, name)
                 if principal is None:
                     return False  # needs I/O: the ASGI path awaits the lookup
