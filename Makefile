@@ -5,12 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint format typecheck bench bench-smoke clean
+LOCK := requirements/lock.txt
+# pip-tools for `make lock`, pinned so the lock's own maker does not drift either.
+PIP_TOOLS := pip-tools==7.7.0
+LOCK_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra dev \
+	--build-deps-for editable --no-emit-find-links --no-emit-index-url --strip-extras
 
-$(STAMP): pyproject.toml
+.PHONY: run test test-latest lock lint format typecheck bench bench-smoke clean
+
+# Installs exactly the lock (every file's hash checked), then the project itself with no
+# dependency resolution at all: a release elsewhere cannot change what a fresh clone gets.
+# docs/development.md says why pip-tools and how to change a dependency.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[examples,dev]'
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +30,21 @@ run: $(STAMP)
 
 test: $(STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The newest versions pyproject.toml allows, in a venv of their own: drift shows here first.
+# MODELSERVE_TEST_LATEST tells tests/test_lock.py that this venv is not the lock's.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install -q -U pip
+	.venv-latest/bin/pip install -q -U --upgrade-strategy eager -e '.[examples,dev]'
+	.venv-latest/bin/pip list --format=freeze > .venv-latest/versions.txt
+	HF_HUB_OFFLINE=1 MODELSERVE_TEST_LATEST=1 .venv-latest/bin/python -m pytest
+
+# Re-resolve requirements/lock.txt from pyproject.toml (the newest versions it allows).
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q $(PIP_TOOLS)
+	.venv-lock/bin/pip-compile -q $(LOCK_FLAGS) -o $(LOCK) pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
@@ -36,7 +61,7 @@ format: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install -q -e '.[examples,dev,bench]'
+	$(BIN)/pip install -q -c $(LOCK) -e '.[examples,dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -49,4 +74,4 @@ bench-smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-lock .mypy_cache .ruff_cache .pytest_cache

@@ -41,10 +41,37 @@ def test_the_dsn_comes_from_settings_or_the_short_variable(monkeypatch: pytest.M
 
 def test_client_options_keep_pii_and_locals_out(transport: CaptureTransport) -> None:
     options = sentry_sdk.get_client().options
-    assert not options["send_default_pii"]
-    assert options["event_scrubber"] is not None  # the SDK's own net, under ours
-    assert options["include_local_variables"] is False
+    collected = options["data_collection"]  # SDK 3's resolved categories
+    assert collected["user_info"] is False
+    assert collected["cookies"]["mode"] == "off"
+    assert collected["url_query_params"]["mode"] == "off"
+    assert collected["http_bodies"] == []
+    assert collected["stack_frame_variables"] is False
+    assert collected["http_headers"]["request"]["mode"] == "denylist"
     assert options["max_request_body_size"] == "never"
+    assert options["before_send"] is sentry.scrub_event
+
+
+def test_the_sdk_is_the_supported_major() -> None:
+    # The options above are SDK 3's (`data_collection`); 2.x named them differently and is not
+    # supported (pyproject: sentry-sdk>=3,<4). A 4.x must be read before the bound is lifted.
+    assert sentry_sdk.VERSION.split(".")[0] == "3", sentry_sdk.VERSION
+
+
+def test_a_local_variable_is_not_sent(transport: CaptureTransport) -> None:
+    def fail() -> None:
+        api_key = API_KEY  # noqa: F841  (a local: must not be sent)
+        raise ValueError("boom")
+
+    try:
+        fail()
+    except ValueError:
+        sentry_sdk.capture_exception()
+    sentry_sdk.flush()
+    (event,) = transport.events()
+    frames = event["exception"]["values"][0]["stacktrace"]["frames"]
+    assert frames and all("vars" not in frame for frame in frames)
+    assert API_KEY not in transport.text()
 
 
 def test_events_and_breadcrumbs_are_scrubbed(

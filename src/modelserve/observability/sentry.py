@@ -1,18 +1,22 @@
 """Optional error reporting to Sentry, with the same scrubbing as every other sink.
 
 Off unless a DSN is set (`MODELSERVE_OBSERVABILITY__SENTRY_DSN`, or `MODELSERVE_SENTRY_DSN`) and
-`sentry-sdk` is installed (`pip install modelserve[sentry]`). Sent without PII (the SDK's
-default `send_default_pii=False`, with its EventScrubber), without local variables and without
-request bodies; `before_send` and `before_breadcrumb` run
-every event through the redaction step (headers, query strings, messages, exception values,
-breadcrumbs), so Sentry's own scrubbing is a second net, not the only one.
+`sentry-sdk` 3.x is installed (`pip install modelserve[sentry]`). SDK 3 replaced the single
+`send_default_pii` switch with `data_collection` categories and collects most of them by
+default, so every category that could carry a credential or a client's data is turned off here:
+user identity, cookies, request bodies, query strings and local variables; request headers go
+through the SDK's denylist. `before_send` and `before_breadcrumb` then run every event through the
+redaction step (headers, query strings, messages, exception values, breadcrumbs), so Sentry's own
+filtering is a second net, not the only one. SDK 3 no longer turns logging into events by itself:
+the logging integration is enabled here (ERROR records become events, INFO and above breadcrumbs),
+which is what 2.x did by default.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from modelserve.observability.redaction import redactor
 
@@ -24,6 +28,24 @@ logger = logging.getLogger("modelserve.observability")
 DSN_ENV = "MODELSERVE_SENTRY_DSN"
 
 _active = False
+
+# What SDK 3 may collect on its own (`data_collection`); everything a client sends or that could
+# hold a credential is off. Headers stay on its denylist mode so a request's shape is still seen,
+# and our own scrubber runs over them again in `before_send`.
+DATA_COLLECTION: Final[dict[str, Any]] = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_bodies": [],
+    "url_query_params": {"mode": "off"},
+    "http_headers": {"request": {"mode": "denylist"}},
+    "stack_frame_variables": False,
+    "database_query_data": False,
+    "gen_ai": {"inputs": False, "outputs": False},
+}
+
+# Log records at these levels become Sentry events and breadcrumbs (SDK 2's defaults).
+EVENT_LEVEL: Final = logging.ERROR
+BREADCRUMB_LEVEL: Final = logging.INFO
 
 
 def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
@@ -63,6 +85,7 @@ def init_sentry(
         return False
     try:
         import sentry_sdk
+        from sentry_sdk.integrations.logging import LoggingIntegration
     except ImportError:
         logger.warning("a Sentry DSN is set but sentry-sdk is not installed; errors stay local")
         return False
@@ -71,16 +94,18 @@ def init_sentry(
         "dsn": dsn,
         "environment": environment,
         "release": release,
-        # `send_default_pii` stays unset: False is the SDK's default, and this SDK line
-        # deprecates passing it (for `data_collection`, whose use would drop its scrubber).
-        "include_local_variables": False,
+        "data_collection": DATA_COLLECTION,
         "max_request_body_size": "never",
+        # `level=None`: no Sentry "logs" product, only events and breadcrumbs from records.
+        "integrations": [
+            LoggingIntegration(
+                level=None, event_level=EVENT_LEVEL, breadcrumb_level=BREADCRUMB_LEVEL
+            )
+        ],
         "before_send": scrub_event,
-        "before_send_transaction": scrub_event,
         "before_breadcrumb": scrub_breadcrumb,
         # Errors only: traces go through OpenTelemetry.
         "traces_sample_rate": None,
-        "enable_logs": False,
     }
     if transport is not None:
         options["transport"] = transport

@@ -1,0 +1,84 @@
+"""The private APIs of our dependencies that modelserve builds on, checked for shape.
+
+pyproject.toml bounds each of these packages below its next minor release; when a release is
+allowed (the bound raised, or `make test-latest`), these tests say exactly what moved, instead
+of a fast path that silently turns off or a metric that silently stops counting.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import prometheus_client
+from uvicorn.protocols.http import httptools_impl
+
+from modelserve.http import protocol
+from modelserve.observability.pending import PendingHistogram
+
+
+def _params(func: object) -> list[str]:
+    return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+
+
+def test_uvicorn_httptools_protocol_has_what_the_fast_path_overrides() -> None:
+    cls = httptools_impl.HttpToolsProtocol
+    expected = {
+        "_start_asgi_task": ["self", "cycle", "app"],
+        "on_message_complete": ["self"],
+        "on_response_complete": ["self"],
+        "connection_lost": ["self", "exc"],
+    }
+    assert set(expected) == set(protocol._NEEDED)
+    for name, params in expected.items():
+        assert hasattr(cls, name), (
+            f"uvicorn's HttpToolsProtocol lost {name!r}: http/protocol.py must be ported to this "
+            "uvicorn before its bound in pyproject.toml is raised"
+        )
+        assert _params(getattr(cls, name)) == params, (
+            f"uvicorn's HttpToolsProtocol.{name} changed signature to {_params(getattr(cls, name))}"
+        )
+    assert protocol.protocol_class() is protocol.ModelserveProtocol
+
+
+def test_uvicorn_protocol_and_cycle_keep_the_attributes_the_fast_path_reads() -> None:
+    for attr in ("self.app", "self.flow", "self.cycle", "self.transport"):
+        assert attr in inspect.getsource(httptools_impl.HttpToolsProtocol), (
+            f"uvicorn's HttpToolsProtocol no longer sets {attr}"
+        )
+    cycle_init = inspect.getsource(httptools_impl.RequestResponseCycle.__init__)
+    for attr in (
+        "scope",
+        "body",
+        "more_body",
+        "keep_alive",
+        "disconnected",
+        "response_started",
+        "response_complete",
+        "default_headers",
+        "message_event",
+        "on_response",
+        "waiting_for_100_continue",
+    ):
+        assert f"self.{attr}" in cycle_init, f"uvicorn's RequestResponseCycle lost .{attr}"
+    assert "write_paused" in inspect.getsource(httptools_impl.FlowControl.__init__)
+    status_line = httptools_impl.STATUS_LINE
+    assert isinstance(status_line[200], bytes) and status_line[200].startswith(b"HTTP/1.1 200")
+
+
+def test_prometheus_histogram_child_keeps_the_fields_pending_writes() -> None:
+    # PendingHistogram writes bucket counts and the sum straight into the child (no bulk API).
+    histogram = prometheus_client.Histogram(
+        "contract_seconds", "shape check", buckets=(0.1, 1.0), registry=None
+    )
+    pending = PendingHistogram(histogram)
+    for field in ("_upper_bounds", "_buckets", "_sum"):
+        assert hasattr(histogram, field), f"prometheus_client's Histogram lost {field}"
+    pending.observe(0.05)
+    pending.observe(0.5)
+    pending.flush()
+    samples = {
+        s.name + str(s.labels.get("le", "")): s.value for s in histogram.collect()[0].samples
+    }
+    assert samples["contract_seconds_bucket0.1"] == 1
+    assert samples["contract_seconds_bucket1.0"] == 2
+    assert samples["contract_seconds_sum"] == 0.55
