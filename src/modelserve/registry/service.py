@@ -64,11 +64,18 @@ class ServingHooks(Protocol):
 
 
 def sees_everything(principal: Principal) -> bool:
-    """Admins (and everyone when auth is off) see every owner's models."""
-    return principal.role == "admin" or "admin" in principal.scopes
+    """Callers holding the `admin` scope (everyone when auth is off) see every owner's models
+    and may do what only admins may (file-path services, trusted versions, pickle uploads).
+
+    Decided by the credential's effective scopes, never by its owner's role: an admin's key
+    created with `registry:write` holds no more than `registry:write` (a leaked deploy key
+    must not import files off the server's disk), as `/metrics` and the user routes decide.
+    """
+    return principal.has_scope("admin")
 
 
 def require_admin(principal: Principal, what: str) -> None:
+    """PermissionDeniedError (403) unless `principal` holds the `admin` scope."""
     if not sees_everything(principal):
         raise PermissionDeniedError(f"only an admin may {what}")
 
