@@ -89,6 +89,9 @@ def _traffic(runtime: ModelRuntime | None, name: str) -> TrafficInfo | None:
     )
 
 
+READYZ_RETRY_AFTER_S = "1"
+
+
 def build_router(*, ready_when_any: bool) -> APIRouter:
     """Routes for /v1/models, /livez and /readyz."""
     router = APIRouter()
@@ -116,15 +119,33 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         "/readyz",
         tags=["health"],
         summary="Every model is ready",
-        responses={503: {"model": HealthStatus}},
+        responses={
+            503: {
+                "model": HealthStatus,
+                "description": "Not every model is ready",
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before asking again",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            }
+        },
         dependencies=[PUBLIC],
     )
     async def readyz(runtime: Runtime) -> Response:
         models = {m.name: m.primary.status.value for m in runtime.models() if m.primary is not None}
         ok = runtime.is_ready(any_ready=ready_when_any)
         body = HealthStatus(status="ok" if ok else "unavailable", models=models)
+        if ok:
+            return Response(body.model_dump_json(), media_type="application/json")
+        # docs/api.md promises Retry-After on every 503; the same 1 s as a model's own
+        # `model_unavailable` 503 (loading or failed), which has no better estimate either.
         return Response(
-            body.model_dump_json(), status_code=200 if ok else 503, media_type="application/json"
+            body.model_dump_json(),
+            status_code=503,
+            media_type="application/json",
+            headers={"retry-after": READYZ_RETRY_AFTER_S},
         )
 
     return router
