@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelserve.schemas.registry import Split
+
 
 class ErrorDetail(BaseModel):
     """The body of every error response, under the key `error`."""
@@ -48,7 +50,11 @@ class TrafficInfo(BaseModel):
     """How unpinned requests are split between loaded versions."""
 
     primary: str
-    canary: dict[str, float] = Field(default_factory=dict, description="version -> percent")
+    # The same list of {version, percent} as the registry's `TrafficPublic` (the deployment
+    # view and PUT .../traffic): one shape for one thing, whichever endpoint shows it.
+    canary: list[Split] = Field(
+        default_factory=list, description="Canary versions and the share each takes, in order"
+    )
     sticky: bool = False
     shadow: str | None = None
     shadow_percent: float = 0.0
