@@ -32,14 +32,8 @@ def get_runtime(request: Request) -> ModelRuntime:
 Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
 
 
-def describe(
-    deployed: DeployedService, runtime: ModelRuntime | None = None, *, admin: bool = False
-) -> ModelInfo:
-    """Public description of one served model, with its versions and traffic when known.
-
-    A failure's `reason` is the generic one unless `admin` (the caller holds the `admin`
-    scope): the full text may hold paths and secrets (S11).
-    """
+def describe(deployed: DeployedService, runtime: ModelRuntime | None = None) -> ModelInfo:
+    """Public description of one served model, with its versions and traffic when known."""
     spec = deployed.spec
     counters = deployed.counters
     engine = deployed.engine
@@ -48,7 +42,7 @@ def describe(
         version=spec.version,
         description=spec.description,
         status=deployed.status.value,
-        reason=_reason(deployed, admin),
+        reason=deployed.reason,
         isolation=spec.isolation,
         replicas=spec.replicas,
         batching=BatchingInfo(
@@ -69,20 +63,16 @@ def describe(
             abandoned_running=counters.abandoned_running,
             errors=dict(counters.errors),
         ),
-        versions=_versions(runtime, spec.name, admin),
+        versions=_versions(runtime, spec.name),
         traffic=_traffic(runtime, spec.name),
     )
 
 
-def _reason(deployed: DeployedService, admin: bool) -> str | None:
-    return (deployed.detail or deployed.reason) if admin else deployed.reason
-
-
-def _versions(runtime: ModelRuntime | None, name: str, admin: bool = False) -> list[VersionInfo]:
+def _versions(runtime: ModelRuntime | None, name: str) -> list[VersionInfo]:
     if runtime is None:
         return []
     return [
-        VersionInfo(version=v, status=d.status.value, reason=_reason(d, admin))
+        VersionInfo(version=v, status=d.status.value, reason=d.reason)
         for v, d in runtime.versions(name).items()
     ]
 
@@ -108,13 +98,8 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/models", tags=["models"], summary="List served models")
-    async def list_models(runtime: Runtime, principal: Authenticated) -> ModelList:
-        admin = principal.has_scope("admin")
-        data = [
-            describe(m.primary, runtime, admin=admin)
-            for m in runtime.models()
-            if m.primary is not None
-        ]
+    async def list_models(runtime: Runtime, _: Authenticated) -> ModelList:
+        data = [describe(m.primary, runtime) for m in runtime.models() if m.primary is not None]
         return ModelList(data=data, count=len(data))
 
     @router.get(
@@ -123,8 +108,8 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         summary="Describe one model",
         responses={404: {"model": ErrorResponse}},
     )
-    async def get_model(name: str, runtime: Runtime, principal: Authenticated) -> ModelInfo:
-        return describe(runtime.get(name), runtime, admin=principal.has_scope("admin"))
+    async def get_model(name: str, runtime: Runtime, _: Authenticated) -> ModelInfo:
+        return describe(runtime.get(name), runtime)
 
     @router.get("/livez", tags=["health"], summary="Process is alive", dependencies=[PUBLIC])
     async def livez() -> HealthStatus:
