@@ -32,8 +32,14 @@ def get_runtime(request: Request) -> ModelRuntime:
 Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
 
 
-def describe(deployed: DeployedService, runtime: ModelRuntime | None = None) -> ModelInfo:
-    """Public description of one served model, with its versions and traffic when known."""
+def describe(
+    deployed: DeployedService, runtime: ModelRuntime | None = None, *, admin: bool = False
+) -> ModelInfo:
+    """Public description of one served model, with its versions and traffic when known.
+
+    A failure's `reason` is the generic one unless `admin` (the caller holds the `admin`
+    scope): the full text may hold paths and secrets (S11).
+    """
     spec = deployed.spec
     counters = deployed.counters
     engine = deployed.engine
@@ -42,7 +48,7 @@ def describe(deployed: DeployedService, runtime: ModelRuntime | None = None) -> 
         version=spec.version,
         description=spec.description,
         status=deployed.status.value,
-        reason=deployed.reason,
+        reason=_reason(deployed, admin),
         isolation=spec.isolation,
         replicas=spec.replicas,
         batching=BatchingInfo(
@@ -63,16 +69,20 @@ def describe(deployed: DeployedService, runtime: ModelRuntime | None = None) -> 
             abandoned_running=counters.abandoned_running,
             errors=dict(counters.errors),
         ),
-        versions=_versions(runtime, spec.name),
+        versions=_versions(runtime, spec.name, admin),
         traffic=_traffic(runtime, spec.name),
     )
 
 
-def _versions(runtime: ModelRuntime | None, name: str) -> list[VersionInfo]:
+def _reason(deployed: DeployedService, admin: bool) -> str | None:
+    return (deployed.detail or deployed.reason) if admin else deployed.reason
+
+
+def _versions(runtime: ModelRuntime | None, name: str, admin: bool = False) -> list[VersionInfo]:
     if runtime is None:
         return []
     return [
-        VersionInfo(version=v, status=d.status.value, reason=d.reason)
+        VersionInfo(version=v, status=d.status.value, reason=_reason(d, admin))
         for v, d in runtime.versions(name).items()
     ]
 
@@ -98,8 +108,13 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/models", tags=["models"], summary="List served models")
-    async def list_models(runtime: Runtime, _: Authenticated) -> ModelList:
-        data = [describe(m.primary, runtime) for m in runtime.models() if m.primary is not None]
+    async def list_models(runtime: Runtime, principal: Authenticated) -> ModelList:
+        admin = principal.has_scope("admin")
+        data = [
+            describe(m.primary, runtime, admin=admin)
+            for m in runtime.models()
+            if m.primary is not None
+        ]
         return ModelList(data=data, count=len(data))
 
     @router.get(
@@ -108,8 +123,8 @@ def build_router(*, ready_when_any: bool) -> APIRouter:
         summary="Describe one model",
         responses={404: {"model": ErrorResponse}},
     )
-    async def get_model(name: str, runtime: Runtime, _: Authenticated) -> ModelInfo:
-        return describe(runtime.get(name), runtime)
+    async def get_model(name: str, runtime: Runtime, principal: Authenticated) -> ModelInfo:
+        return describe(runtime.get(name), runtime, admin=principal.has_scope("admin"))
 
     @router.get("/livez", tags=["health"], summary="Process is alive", dependencies=[PUBLIC])
     async def livez() -> HealthStatus:

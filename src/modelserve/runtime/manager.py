@@ -61,7 +61,11 @@ class DeployedService:
 
     spec: ServiceSpec
     status: ServiceStatus = ServiceStatus.LOADING
+    # Why it is not serving, as every caller may read it: never the exception's text, which may
+    # hold file paths, hostnames or secrets (S11). `detail` has the full text, for the log and
+    # for admins (GET /v1/models/{name} with the `admin` scope).
     reason: str | None = None
+    detail: str | None = None
     engine: BatchEngine | None = None
     replicas: list[Replica] = field(default_factory=list)
     counters: CountingObserver = field(default_factory=CountingObserver)
@@ -342,8 +346,9 @@ class ModelRuntime:
             await asyncio.gather(*(asyncio.wrap_future(r.start()) for r in rest))
         except Exception as exc:
             deployed.status = ServiceStatus.FAILED
-            deployed.reason = f"setup failed: {type(exc).__name__}: {exc}"
-            logger.error("model %r failed to load: %s", spec.name, deployed.reason, exc_info=exc)
+            deployed.detail = f"setup failed: {type(exc).__name__}: {exc}"
+            deployed.reason = f"setup failed ({type(exc).__name__}); the server log has the details"
+            logger.error("model %r failed to load: %s", spec.name, deployed.detail, exc_info=exc)
             await asyncio.to_thread(_stop_all, replicas)
             deployed.replicas = []
             return
