@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from modelserve.config import Settings
 from modelserve.db import migrate
 from modelserve.db.engine import Database
+from modelserve.http.docs_pages import build_docs_router
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
 from modelserve.http.openapi import build_model_docs_router
@@ -149,8 +150,9 @@ def build_app(
         title="modelserve",
         version=_version(),
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # FastAPI's own /docs and /redoc load their assets from a CDN: ours (added below) do not.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         # FastAPI's own OpenTelemetry spans, metrics and exception logs would duplicate ours
         # (observability/): a second server span per request, in a trace of its own, with the
@@ -174,6 +176,8 @@ def build_app(
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))
+    if docs:
+        app.include_router(build_docs_router(title=app.title, openapi_url="/openapi.json"))
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.http.max_body_bytes,

@@ -1,6 +1,7 @@
 """What the edge shows to whom (S12, S15): docs and metrics exposure, and CORS.
 
-`ExposureMiddleware` answers `/docs`, `/redoc`, `/openapi.json` and `/metrics` as configured:
+`ExposureMiddleware` answers `/docs` (and everything under `/docs/`: the OAuth2 redirect page and
+the vendored Swagger UI/ReDoc assets), `/redoc`, `/openapi.json` and `/metrics` as configured:
 `public` passes through, `authenticated` needs a valid credential (401 otherwise), `disabled`
 answers 404 as if the route did not exist. `cors_middleware` wraps an ASGI app with Starlette's
 CORS only when origins are configured (off by default), never `*` with credentials.
@@ -19,6 +20,10 @@ from modelserve.http.errors import render_error
 from modelserve.types import ASGIApp, Principal, Receive, Scope, Send
 
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+# Every path under these is docs too (http/docs_pages.py serves its assets from /docs/static/).
+# Matching a prefix can only refuse more: a path that is not docs but starts with one (say
+# `/docs/../v1/keys`, which no route matches as-is) is still refused by the policy or passed on.
+DOCS_PREFIXES = ("/docs/",)
 METRICS_PATHS = ("/metrics",)
 CORS_HEADERS = ("authorization", "content-type", "x-api-key", "x-request-id")
 
@@ -39,13 +44,26 @@ class ExposureMiddleware:
         self.app = app
         self.policy: dict[str, Exposure] = dict.fromkeys(DOCS_PATHS, docs)
         self.policy.update(dict.fromkeys(METRICS_PATHS, metrics))
+        self.prefixes: tuple[tuple[str, Exposure], ...] = tuple(
+            (prefix, docs) for prefix in DOCS_PREFIXES
+        )
         self.authenticate = authenticate
+
+    def exposure_of(self, path: str) -> Exposure | None:
+        """The policy for `path`; None for paths the middleware leaves alone."""
+        exposure = self.policy.get(path.rstrip("/") or "/")
+        if exposure is not None:
+            return exposure
+        for prefix, prefixed in self.prefixes:
+            if path.startswith(prefix):
+                return prefixed
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exposure = self.policy.get(scope["path"].rstrip("/") or "/")
+        exposure = self.exposure_of(scope["path"])
         if exposure is None or exposure == "public":
             await self.app(scope, receive, send)
             return
