@@ -37,6 +37,8 @@ from modelserve.service.spec import ServiceSpec
 FACTORY = "modelserve.cli.factory:build_app"
 # Exit status for a command line that cannot work as given (click uses 2 for usage errors too).
 EXIT_USAGE = 2
+# What uvicorn exits with when the app fails to start; kept for start failures caught earlier.
+EXIT_STARTUP = 3
 
 
 class LogLevel(enum.StrEnum):
@@ -159,18 +161,22 @@ def serve(
     except Exception as exc:  # user code failing in a way the loader does not wrap
         fail(f"cannot load {' '.join(targets)}: {exc!r}")
 
+    # Before uvicorn starts, in every mode: a schema that is behind would otherwise fail in
+    # the app's lifespan, which uvicorn reports as a multi-screen traceback. Here it is one
+    # line saying what to run, with uvicorn's status for a failed start (3). It is also the
+    # one migration with --workers: N workers migrating one SQLite file at once race on the
+    # DDL, and uvicorn stops the whole server when one worker fails to start.
+    try:
+        prepare_schema_at(settings)
+    except ModelserveError as exc:
+        fail(exc.message, status=EXIT_STARTUP)
+
     _exit_cleanly_on_sigterm()
     if reload:
         publish(plan)
         _run(FACTORY, settings, reload=True, reload_dirs=watch_dirs(specs))
     elif settings.server.workers > 1:
         publish(plan)
-        # Migrate once here: N workers migrating one SQLite file at the same moment race on
-        # the DDL, and uvicorn stops the whole server when one worker fails to start.
-        try:
-            prepare_schema_at(settings)
-        except ModelserveError as exc:
-            fail(exc.message)
         # Workers write their metrics to one shared directory so /metrics sums them (R22).
         metrics_dir = multiprocess.prepare(settings.server.workers)
         try:
@@ -186,11 +192,12 @@ def serve(
         _run(app, settings)
 
 
-def fail(message: str) -> NoReturn:
-    """Print one line on stderr and exit with status 2 (the command cannot work as given)."""
+def fail(message: str, *, status: int = EXIT_USAGE) -> NoReturn:
+    """Print one line on stderr and exit with `status`: 2 (the command cannot work as given)
+    by default, EXIT_STARTUP when the server's environment (its database) is not ready."""
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     typer.secho(f"modelserve: error: {one_line}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(status)
 
 
 def watch_dirs(specs: list[ServiceSpec]) -> list[str]:
