@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from modelserve import Settings, create_app
 from modelserve.config import HttpConfig
@@ -223,7 +224,7 @@ def test_accepts_gzip_reads_weights() -> None:
             "type": "http",
             "headers": [(b"accept-encoding", header.encode())],
         }
-        return docs_pages.accepts_gzip(docs_pages.Request(scope))
+        return docs_pages.accepts_gzip(Request(scope))
 
     assert accepts("gzip")
     assert accepts("br, GZIP;q=0.5")
