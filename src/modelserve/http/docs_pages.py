@@ -53,9 +53,10 @@ STRICT_CSP = _policy(
 # itself with styled-components, which writes <style> elements at run time; under
 # style-src 'self' the page stays blank. Inline styles cannot run code, and scripts stay
 # 'self' only. worker-src blob:: its search index runs in a Web Worker that the bundle (itself
-# from 'self') starts from a Blob of its own code; without it the page renders but search
-# never answers. A script able to make such a Blob is already running, so this adds nothing
-# an attacker could use. Its footer's Redocly logo (a CDN image) stays blocked by img-src.
+# from 'self') starts from a Blob of its own code; without it Chromium refuses the worker and
+# the page renders with no search index. A script able to make such a Blob is already
+# running, so this adds nothing an attacker could use. Its footer's Redocly logo (a CDN
+# image) stays blocked by img-src.
 REDOC_CSP = _policy(
     "default-src 'none'",
     "script-src 'self'",
