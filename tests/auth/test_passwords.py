@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -98,10 +99,53 @@ async def test_hashing_backlog_is_bounded() -> None:
         h.close()
 
 
-async def test_dummy_verification_never_matches() -> None:
+class CountingHash:
+    """Wraps pwdlib's PasswordHash and records each verification it runs."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def hash(self, password: str) -> str:
+        value: str = self.inner.hash(password)
+        return value
+
+    def verify(self, password: str, hashed: str) -> bool:
+        self.calls.append("verify")
+        matches: bool = self.inner.verify(password, hashed)
+        return matches
+
+    def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        self.calls.append("verify_and_update")
+        result: tuple[bool, str | None] = self.inner.verify_and_update(password, hashed)
+        return result
+
+
+@pytest.mark.parametrize(
+    "password", ["anything", "", "x" * 128, "pässwörd-ünïcödé", "\x00", "$argon2id$v=19$"]
+)
+async def test_dummy_verification_never_matches(password: str) -> None:
     h = hasher()
+    spy = CountingHash(h._hash)
+    h._hash = spy  # type: ignore[assignment]
     try:
-        await h.verify_dummy("anything")
-        await h.verify_dummy("")
+        assert await h.verify_dummy(password) is False
+        # It did the work of a real check (one Argon2 verification), not an early return.
+        assert spy.calls == ["verify"]
     finally:
         h.close()
+
+
+def test_unknown_and_known_users_cost_one_verification_each(lite: AuthClient) -> None:
+    # S5 without timing: an unknown username runs one Argon2 verification against the dummy
+    # hash, as a known one with a wrong password runs one against the stored hash.
+    _, known = lite.new_user()
+    spy = CountingHash(lite.auth.hasher._hash)
+    lite.auth.hasher._hash = spy  # type: ignore[assignment]
+    for username in ("nobody-by-this-name", known):
+        spy.calls.clear()
+        response = lite.client.post(
+            "/v1/auth/token", data={"username": username, "password": "not the password"}
+        )
+        assert response.status_code == 401
+        assert len(spy.calls) == 1, (username, spy.calls)

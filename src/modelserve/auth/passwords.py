@@ -58,11 +58,16 @@ class PasswordHasher:
         if self._dummy is None:
             self._dummy = await self.hash(secrets.token_urlsafe(16))
 
-    async def verify_dummy(self, password: str) -> None:
-        """Spend the time of one verification without a user (unknown usernames, S5)."""
+    async def verify_dummy(self, password: str) -> bool:
+        """Spend the time of one verification without a user (unknown usernames, S5).
+
+        Returns the verification's result, always False (the dummy's password is random and
+        kept nowhere), so callers and tests can see it never lets anyone in.
+        """
         await self.prepare()
         assert self._dummy is not None
-        await self._run(self._hash.verify, password, self._dummy)
+        matches: bool = await self._run(self._hash.verify, password, self._dummy)
+        return matches
 
     def hash_sync(self, password: str) -> str:
         """Hash on the calling thread (CLI and bootstrap, where no loop is running)."""
