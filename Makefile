@@ -11,7 +11,7 @@ PIP_TOOLS := pip-tools==7.7.0
 LOCK_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra dev \
 	--build-deps-for editable --no-emit-find-links --no-emit-index-url --strip-extras
 
-.PHONY: run test test-latest lock lint format typecheck bench bench-smoke clean
+.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke clean
 
 # Installs exactly the lock (every file's hash checked), then the project itself with no
 # dependency resolution at all: a release elsewhere cannot change what a fresh clone gets.
@@ -30,6 +30,11 @@ run: $(STAMP)
 
 test: $(STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The fault suite at full size (docs/reliability.md): real servers under the R/V/S scenarios,
+# one table at the end. `make test` runs the same scenarios at CI size.
+faults: $(STAMP)
+	MODELSERVE_FAULTS=full HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -p no:cacheprovider tests/faults
 
 # The newest versions pyproject.toml allows, in a venv of their own: drift shows here first.
 # MODELSERVE_TEST_LATEST tells tests/test_lock.py that this venv is not the lock's.

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,8 +82,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command(target: Path, port: int, graceful_timeout_s: float) -> list[str]:
-    """The command line under test."""
+def server_command(
+    target: Path, port: int, graceful_timeout_s: float, args: Sequence[str] = ()
+) -> list[str]:
+    """The command line under test (`args` go after the built-in options)."""
     return [
         sys.executable,
         "-m",
@@ -96,6 +98,7 @@ def server_command(target: Path, port: int, graceful_timeout_s: float) -> list[s
         str(port),
         "--graceful-timeout",
         str(graceful_timeout_s),
+        *args,
     ]
 
 
@@ -158,6 +161,7 @@ def launch(
     env: Mapping[str, str] | None = None,
     graceful_timeout_s: float = 10.0,
     wait_for: WaitFor = "ready",
+    args: Sequence[str] = (),
 ) -> Iterator[ServerProcess]:
     """Run `modelserve serve TARGET` on a free port until the block ends."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +179,7 @@ def launch(
     }
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
-            server_command(target, port, graceful_timeout_s),
+            server_command(target, port, graceful_timeout_s, args),
             cwd=tmp_dir,  # the server may create its data dir in its working directory
             env=full_env,
             stdin=subprocess.DEVNULL,
