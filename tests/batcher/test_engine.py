@@ -371,7 +371,7 @@ def test_inline_requests_of_one_loop_pass_share_a_batch() -> None:
     assert ex.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
 
 
-def test_inline_failure_fails_only_its_batch() -> None:
+def test_inline_failure_fails_only_the_failing_item() -> None:
     ex = InlineExecutor(fail_on=3)
 
     async def scenario(engine: BatchEngine, observer: CountingObserver) -> Any:
@@ -381,7 +381,8 @@ def test_inline_failure_fails_only_its_batch() -> None:
         return results, observer.errors
 
     results, errors = run(scenario, ex, max_batch_size=4, max_wait_ms=0)  # type: ignore[arg-type]
-    assert results[0] == 0
-    assert all(isinstance(r, PredictionError) for r in results[1:5])  # batch [1, 2, 3, 4]
-    assert results[5] == 10
+    # Batch [1, 2, 3, 4] raised; re-run in halves (tests/batcher/test_isolation.py), only 3 fails.
+    assert isinstance(results[3], PredictionError)
+    assert [r for i, r in enumerate(results) if i != 3] == [0, 2, 4, 8, 10]
+    assert ex.batches[1:4] == [[1, 2, 3, 4], [1, 2], [3, 4]]
     assert errors == {"PredictionError": 1}

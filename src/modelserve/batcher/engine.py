@@ -6,6 +6,13 @@ rules in `collator`, and hands it to the executor; the executor's thread reports
 `loop.call_soon_threadsafe`, and `_finish` resolves the futures. The event loop never runs model
 code, except for executors that offer `run_now` (isolation="inline", microsecond models): those
 run the batch right in `_dispatch`, and nothing here blocks otherwise.
+
+Failure isolation: when `predict` raises for a batch of several items (other clients' requests,
+maybe), the batch is run again split in halves on the same executor, and each failing half is
+split again, so that only the items that make `predict` raise fail and the others get their real
+outputs (`_Isolation`). A batch of n items costs at most 2*ceil(log2(n)) extra calls while
+bisecting; a group still failing when that budget is spent runs item by item (the leaves), so at
+most n more. Services whose `predict` is not safe to repeat set `isolate_failures = False`.
 """
 
 from __future__ import annotations
@@ -50,6 +57,38 @@ MIN_RETRY_AFTER_S = 1.0
 MAX_RETRY_AFTER_S = 60.0
 
 
+def bisection_budget(size: int) -> int:
+    """Extra `predict` calls a failed batch of `size` may spend bisecting: 2*ceil(log2(size)),
+    what it takes to find one poisoned item (two halves per level)."""
+    return 2 * math.ceil(math.log2(size)) if size > 1 else 0
+
+
+class _Isolation:
+    """A failed batch being re-run in parts on the executor that ran it (held until done).
+
+    `groups` is a stack of parts still to run; `budget` counts the bisection calls left; parts
+    split once it is spent are single items (the leaves) and cost nothing from it.
+    """
+
+    __slots__ = ("budget", "executor", "groups")
+
+    def __init__(self, executor: BatchExecutor, live: list[Pending]) -> None:
+        self.executor = executor
+        self.budget = bisection_budget(len(live))
+        self.groups: list[tuple[list[Pending], bool]] = []
+        self.split(live)
+
+    def split(self, group: list[Pending]) -> None:
+        """Queue the parts of a failed group: halves while the budget lasts, else singles."""
+        if len(group) > 1 and self.budget >= 2:
+            half = (len(group) + 1) // 2
+            # Pushed second half first: the first half runs first (a stack).
+            self.groups.append((group[half:], True))
+            self.groups.append((group[:half], True))
+        else:
+            self.groups.extend(([p], False) for p in reversed(group))
+
+
 class BatchEngine:
     """Queue, collate and dispatch one service's requests to its executors."""
 
@@ -62,6 +101,7 @@ class BatchEngine:
         check_output: OutputCheck | None = None,
         observer: EngineObserver | None = None,
         trace_batch: BatchTrace | None = None,
+        isolate_failures: bool = True,
     ) -> None:
         if not executors:
             raise ValueError("BatchEngine needs at least one executor")
@@ -76,7 +116,10 @@ class BatchEngine:
             if (run_now := getattr(executor, "run_now", None)) is not None
         }
         self._check_output = check_output
+        self._isolate_failures = isolate_failures
         self._observer: EngineObserver = observer or NullObserver()
+        # Optional hook (observers written before it existed lack it): counts isolation re-runs.
+        self._on_rerun: Callable[[], None] | None = getattr(self._observer, "on_rerun", None)
         self._trace_batch = trace_batch
         self._queue: deque[Pending] = deque()
         self._max_wait_s = config.max_wait_ms / 1000.0
@@ -357,20 +400,34 @@ class BatchEngine:
         started: float,
         *,
         release_later: bool = False,
+        part: bool = False,
     ) -> None:
-        loop = self._loop
-        assert loop is not None
-        self._running -= 1
-        if release_later:
-            loop.call_soon(self._release, executor)
-        else:
-            self._release(executor)
-        now = loop.time()
-        run_s = now - started
-        self._item_cost_s = 0.8 * self._item_cost_s + 0.2 * (run_s / len(batch))
-        self._safe(self._observer.on_batch, len(batch), started - batch[0].arrived, run_s)
-        if self._trace_batch is not None and any(p.trace is not None for p in batch):
-            self._safe(self._trace_batch, [p.trace for p in batch], run_s)
+        """Account for a batch that ran and answer its items; `part` for a re-run part of a
+        failed batch (`_part_done`), whose executor and accounting the isolation keeps."""
+        if not part:
+            loop = self._loop
+            assert loop is not None
+            isolating = (
+                isinstance(result, BaseException)
+                and len(batch) > 1
+                and self._isolate_failures
+                and not isinstance(result, ServiceUnavailableError | DeadlineExceededError)
+            )
+            if not isolating:
+                self._running -= 1
+                if release_later:
+                    loop.call_soon(self._release, executor)
+                else:
+                    self._release(executor)
+            now = loop.time()
+            run_s = now - started
+            self._item_cost_s = 0.8 * self._item_cost_s + 0.2 * (run_s / len(batch))
+            self._safe(self._observer.on_batch, len(batch), started - batch[0].arrived, run_s)
+            if self._trace_batch is not None and any(p.trace is not None for p in batch):
+                self._safe(self._trace_batch, [p.trace for p in batch], run_s)
+            if isolating and isinstance(result, BaseException):  # (the second test narrows)
+                self._isolate(executor, batch, result)
+                return
         if isinstance(result, BaseException):
             self._fail_all(batch, result)
             return
@@ -406,6 +463,78 @@ class BatchEngine:
                     continue
             future.set_result(output)
         self._prune_deadlines()
+
+    # -- failure isolation (see the module docstring) ----------------------------------------
+
+    def _isolate(self, executor: BatchExecutor, batch: list[Pending], error: BaseException) -> None:
+        """Re-run a failed batch in parts on `executor`, which stays taken until done."""
+        logger.warning(
+            "model %r raised %s for a batch of %d; re-running it in parts to find the failing"
+            " items",
+            self.name,
+            type(error).__name__,
+            len(batch),
+        )
+        live = [p for p in batch if not p.future.done()]
+        self._run_parts(_Isolation(executor, live))
+
+    def _run_parts(self, state: _Isolation) -> None:
+        """Run the next part of `state` (several in a row for an inline executor)."""
+        executor = state.executor
+        run_now = self._run_now.get(executor) if self._run_now else None
+        loop = self._loop
+        assert loop is not None
+        while state.groups:
+            group, counted = state.groups.pop()
+            group = [p for p in group if not p.future.done()]
+            if not group:
+                continue  # every caller of this part gave up: nothing to learn from it
+            if counted:
+                state.budget -= 1
+            if self._on_rerun is not None:
+                self._safe(self._on_rerun)
+            items = [p.item for p in group]
+            if run_now is not None:
+                try:
+                    result: list[Any] | BaseException = run_now(items)
+                except Exception as exc:
+                    result = exc
+                self._part_done(state, group, result, schedule=False)
+                continue
+
+            def done(result: list[Any] | BaseException, group: list[Pending] = group) -> None:
+                # Called once from the executor's thread.
+                with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                    loop.call_soon_threadsafe(self._part_done, state, group, result)
+
+            try:
+                executor.run_batch(items, done)
+            except Exception as exc:
+                self._part_done(state, group, exc, schedule=False)
+                continue
+            return  # resumed from `_part_done`
+        self._running -= 1
+        if run_now is not None:
+            loop.call_soon(self._release, executor)
+        else:
+            self._release(executor)
+        self._prune_deadlines()
+
+    def _part_done(
+        self,
+        state: _Isolation,
+        group: list[Pending],
+        result: list[Any] | BaseException,
+        *,
+        schedule: bool = True,
+    ) -> None:
+        if not isinstance(result, BaseException) or len(group) == 1:
+            # Outputs, or the poisoned item's own error (as if it had run unbatched).
+            self._finish(state.executor, group, result, 0.0, part=True)
+        else:
+            state.split(group)
+        if schedule:
+            self._run_parts(state)
 
     def _release(self, executor: BatchExecutor) -> None:
         self._idle.append(executor)

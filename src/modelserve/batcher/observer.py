@@ -22,6 +22,10 @@ class EngineObserver(Protocol):
     def on_error(self, kind: str) -> None:
         """A batch or item failed; kind is the error class name."""
 
+    def on_rerun(self) -> None:
+        """Part of a failed batch was run again to isolate the failing items (optional: the
+        engine calls it only on observers that have it)."""
+
 
 class NullObserver:
     """Observer that records nothing (the default)."""
@@ -38,6 +42,9 @@ class NullObserver:
     def on_error(self, kind: str) -> None:
         return None
 
+    def on_rerun(self) -> None:
+        return None
+
 
 class CountingObserver:
     """Observer that keeps plain counters; used by /v1/models stats and by tests."""
@@ -50,6 +57,7 @@ class CountingObserver:
         self.abandoned_running = 0
         self.errors: dict[str, int] = {}
         self.batch_sizes: dict[int, int] = {}
+        self.reruns = 0
 
     def on_batch(self, size: int, queue_wait_s: float, run_s: float) -> None:
         self.batches += 1
@@ -67,3 +75,6 @@ class CountingObserver:
 
     def on_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def on_rerun(self) -> None:
+        self.reruns += 1

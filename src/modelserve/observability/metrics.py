@@ -122,6 +122,12 @@ class Metrics:
             MODEL_LABELS,
             registry=r,
         )
+        self.isolation_reruns = Counter(
+            "modelserve_batch_isolation_reruns",
+            "Extra predict calls that re-ran part of a failed batch to isolate the failing items.",
+            MODEL_LABELS,
+            registry=r,
+        )
         self.deadline_exceeded = Counter(
             "modelserve_deadline_exceeded",
             "Items that passed their deadline (504), still queued or while running.",
@@ -243,6 +249,7 @@ class ModelMetrics:
         "_queue_wait",
         "_requests",
         "_requests_family",
+        "_reruns",
         "_shed",
         "duration",
         "model",
@@ -262,6 +269,7 @@ class ModelMetrics:
         self._items = pending.counter(metrics.inference_items.labels(*labels))
         # Rare events: straight into the metric.
         self._shed = metrics.shed.labels(*labels)
+        self._reruns = metrics.isolation_reruns.labels(*labels)
         self._expired = {
             where: metrics.deadline_exceeded.labels(*labels, where)
             for where in ("queue", "running")
@@ -299,6 +307,10 @@ class ModelMetrics:
                 kind = OTHER
             child = self._errors[kind] = self._errors_family.labels(*self._labels, kind)
         child.inc()
+
+    def on_rerun(self) -> None:
+        """Part of a failed batch was run again to isolate its failing items."""
+        self._reruns.inc()
 
     # -- per request -----------------------------------------------------------------------
 

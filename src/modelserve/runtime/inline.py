@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelserve.service.base import Service, load_service
+from modelserve.service.base import Service, as_outputs, load_service
 from modelserve.types import BatchDone
 
 logger = logging.getLogger("modelserve.runtime")
@@ -91,7 +91,8 @@ class InlineReplica:
         elapsed = time.perf_counter() - started
         if elapsed > SLOW_BATCH_S:
             self._warn_slow(elapsed, len(items))
-        return outputs if isinstance(outputs, list) else list(outputs)
+        # Not a list: as_outputs leaves None as is, for the engine to report invalid_model_output.
+        return outputs if isinstance(outputs, list) else as_outputs(outputs)
 
     def run_batch(self, items: list[Any], done: BatchDone) -> None:
         """Run one batch on the loop: at once when predict is sync, else as a task."""
@@ -115,7 +116,7 @@ class InlineReplica:
         try:
             outputs = await predict(items)
             result: list[Any] | BaseException = (
-                outputs if isinstance(outputs, list) else list(outputs)
+                outputs if isinstance(outputs, list) else as_outputs(outputs)
             )
         except BaseException as exc:  # cancelled at shutdown too: the batch must be answered
             self._busy = False

@@ -129,6 +129,12 @@ class _FanOut:
         for o in self._observers:
             o.on_error(kind)
 
+    def on_rerun(self) -> None:
+        for o in self._observers:
+            rerun = getattr(o, "on_rerun", None)  # optional hook
+            if rerun is not None:
+                rerun()
+
 
 class ModelRuntime:
     """Owns every loaded model version of one server process."""
@@ -364,6 +370,7 @@ class ModelRuntime:
             trace_batch=(
                 self._batch_trace_factory(spec) if self._batch_trace_factory is not None else None
             ),
+            isolate_failures=spec.isolate_failures,
         )
         engine.start()
         deployed.engine = engine

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from modelserve.service.base import Service, load_service
+from modelserve.service.base import Service, as_outputs, load_service
 from modelserve.types import BatchDone
 
 logger = logging.getLogger("modelserve.runtime")
@@ -102,7 +102,7 @@ class ThreadReplica:
                     if loop is not None:
                         outputs = loop.run_until_complete(outputs)
                     if not isinstance(outputs, list):
-                        outputs = list(outputs)
+                        outputs = as_outputs(outputs)  # None stays None: invalid_model_output
                 except BaseException as exc:
                     result: list[Any] | BaseException = exc
                 else:

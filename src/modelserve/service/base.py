@@ -56,6 +56,18 @@ class Service(Generic[In, Out]):
     server's event loop, with no thread hand-over: only for models that answer a batch in
     microseconds, such as small scikit-learn estimators or lookups; anything slower stalls
     every other request, and the server logs a warning when a batch takes over 5 ms).
+
+    One bad input must not fail its batch-mates, who may be other clients' requests. Return
+    `ItemError(...)` for an input you can reject; when `predict` raises for a batch of several
+    inputs instead, the server runs the batch again split in halves (and failing halves again),
+    so that only the inputs that make it raise fail (500 `prediction_failed`) and the others get
+    their outputs. That costs at most 2*ceil(log2(n)) extra calls for a batch of n, plus one call
+    per input of a part still failing when those are spent (counted by the metric
+    `modelserve_batch_isolation_reruns_total`). Set `isolate_failures = False` when `predict`
+    is not safe to call again on the same inputs (it writes somewhere, or charges for each
+    call): the whole batch then fails.
+    `predict` must return a list (or another iterable) of outputs: anything else, `None`
+    included, fails the batch with 500 `invalid_model_output`.
     """
 
     name: ClassVar[str]
@@ -64,6 +76,8 @@ class Service(Generic[In, Out]):
     batching: ClassVar[BatchingConfig] = batching()
     replicas: ClassVar[int] = 1
     isolation: ClassVar[Isolation] = "thread"
+    # Re-run a batch whose predict raised in parts, so only the failing inputs fail (above).
+    isolate_failures: ClassVar[bool] = True
     # None: take the server's configured device.
     device: ClassVar[str | None] = None
     # Set on the instance before `setup`: the folder of this version's files when served from
@@ -92,3 +106,16 @@ def load_service(
     service.artifacts = artifacts
     service.setup(device)
     return service
+
+
+def as_outputs(value: Any) -> Any:
+    """What `predict` returned, as a list when it is iterable (a tuple, a generator); anything
+    else (None, a number) unchanged, so that the batching engine reports it as
+    `invalid_model_output` rather than as the TypeError that `list(None)` raises."""
+    if isinstance(value, list):
+        return value
+    try:
+        iterator = iter(value)
+    except TypeError:
+        return value
+    return list(iterator)

@@ -53,6 +53,8 @@ class ServiceSpec:
     source: ServiceSource | None
     # Files of a registry version, handed to the instance as `self.artifacts` before setup.
     artifact_dir: Path | None = None
+    # Re-run a failed batch in parts to isolate the failing items (Service.isolate_failures).
+    isolate_failures: bool = True
 
     @classmethod
     def from_class(
@@ -88,6 +90,11 @@ class ServiceSpec:
                 f"{label} uses isolation='inline' (predict runs on the event loop), so more"
                 " replicas cannot run at once: set replicas = 1 or use 'thread'"
             )
+        isolate_failures = service_cls.isolate_failures
+        if not isinstance(isolate_failures, bool):
+            raise ServiceDefinitionError(
+                f"{label}.isolate_failures must be True or False (got {isolate_failures!r})"
+            )
         if service_cls.predict is Service.predict:
             raise ServiceDefinitionError(f"{label} must implement predict(self, batch)")
         if service_cls.isolation == "process" and source is None:
@@ -110,6 +117,7 @@ class ServiceSpec:
             device=service_cls.device,
             is_async=inspect.iscoroutinefunction(service_cls.predict),
             source=source,
+            isolate_failures=isolate_failures,
         )
 
     def input_schema(self) -> dict[str, Any]:
