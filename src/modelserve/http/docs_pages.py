@@ -12,18 +12,23 @@ Every URL here is `/docs`, `/redoc` or under `/docs/`, so the docs exposure poli
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from modelserve.http.assets import (
+    Asset,
+    AssetFolder,
+    accepts_gzip,
+    asset_response,
+    versioned_url,
+)
+
+# `Asset` and `accepts_gzip` moved to http/assets.py and stay importable from here.
+__all__ = ["Asset", "accepts_gzip", "asset_url", "assets", "build_docs_router", "load_assets"]
 
 SWAGGER_UI_PATH = "/docs"
 REDOC_PATH = "/redoc"
@@ -76,92 +81,25 @@ PAGE_HEADERS: Mapping[str, str] = {
     # The pages name the assets by content hash: a cached page would pin old assets.
     "cache-control": "no-cache",
 }
-# A request whose `v` is the asset's current hash can keep it for good: a new asset gets a
-# new URL. Anything else (no `v`, an old one) must revalidate, by ETag.
-IMMUTABLE = "public, max-age=31536000, immutable"
-REVALIDATE = "no-cache"
-
-CONTENT_TYPES: Mapping[str, str] = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".png": "image/png",
-    ".txt": "text/plain; charset=utf-8",
-}
-COMPRESSIBLE = (".js", ".css", ".txt")
+# Every asset mechanism (hashed URLs, caching, gzip, ETags) is shared with the console's
+# pages: `http/assets.py`.
+_FOLDER = AssetFolder("modelserve.http", "static", "docs")
 
 
-@dataclass(frozen=True)
-class Asset:
-    """One served file: its bytes, a gzip copy when that is smaller, and its content hash."""
-
-    body: bytes
-    gzipped: bytes | None
-    content_type: str
-    digest: str
-
-    @property
-    def version(self) -> str:
-        """The short hash that versions the asset's URL."""
-        return self.digest[:16]
-
-
-@cache
 def load_assets() -> Mapping[str, Asset]:
     """The files under `static/docs/` that are served (by suffix; licenses stay unserved),
     read once per process. Compressing the bundles takes a moment: call it off the loop."""
-    assets: dict[str, Asset] = {}
-    folder = resources.files("modelserve.http").joinpath("static", "docs")
-    for entry in folder.iterdir():
-        suffix = "." + entry.name.rpartition(".")[2]
-        content_type = CONTENT_TYPES.get(suffix)
-        if content_type is None or not entry.is_file():
-            continue
-        body = entry.read_bytes()
-        gzipped = None
-        if suffix in COMPRESSIBLE:
-            # mtime=0: the same bytes (and ETag) in every process and every run.
-            packed = gzip.compress(body, compresslevel=9, mtime=0)
-            gzipped = packed if len(packed) < len(body) else None
-        digest = hashlib.sha256(body).hexdigest()
-        assets[entry.name] = Asset(body, gzipped, content_type, digest)
-    return assets
+    return _FOLDER.load()
 
 
 async def assets() -> Mapping[str, Asset]:
     """`load_assets()` without blocking the event loop on the first call."""
-    return await run_in_threadpool(load_assets)
+    return await _FOLDER.table()
 
 
 def asset_url(root_path: str, name: str, table: Mapping[str, Asset]) -> str:
     """The versioned URL of asset `name`, for a page served under `root_path`."""
-    return f"{root_path}{STATIC_PATH}/{name}?v={table[name].version}"
-
-
-def accepts_gzip(request: Request) -> bool:
-    """Whether Accept-Encoding lists gzip with a non-zero weight."""
-    for item in request.headers.get("accept-encoding", "").split(","):
-        coding, *params = item.split(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip"):
-            continue
-        weight = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        return weight > 0
-    return False
-
-
-def etag_matches(request: Request, etag: str) -> bool:
-    """Whether If-None-Match names `etag` (weakly, as RFC 9110 compares for GET) or is `*`."""
-    header = request.headers.get("if-none-match")
-    if header is None:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in tags or etag in tags
+    return versioned_url(f"{root_path}{STATIC_PATH}", name, table)
 
 
 def _page(body: str, csp: str) -> HTMLResponse:
@@ -268,26 +206,7 @@ def build_docs_router(*, title: str, openapi_url: str) -> APIRouter:
         return _page(body, REDOC_CSP)
 
     async def static(request: Request) -> Response:
-        asset = (await assets()).get(str(request.path_params["name"]))
-        if asset is None:
-            return Response(status_code=404, headers={"cache-control": REVALIDATE})
-        packed = asset.gzipped if accepts_gzip(request) else None
-        # Each encoding is a different representation, so it gets its own (strong) ETag.
-        etag = f'"{asset.digest}-gz"' if packed is not None else f'"{asset.digest}"'
-        current = request.query_params.get("v") == asset.version
-        headers = {
-            "etag": etag,
-            "cache-control": IMMUTABLE if current else REVALIDATE,
-            "x-content-type-options": "nosniff",
-        }
-        if asset.gzipped is not None:
-            headers["vary"] = "accept-encoding"
-        if etag_matches(request, etag):
-            return Response(status_code=304, headers=headers)
-        if packed is not None:
-            headers["content-encoding"] = "gzip"
-            return Response(packed, media_type=asset.content_type, headers=headers)
-        return Response(asset.body, media_type=asset.content_type, headers=headers)
+        return asset_response(request, (await assets()).get(str(request.path_params["name"])))
 
     router = APIRouter()
     # Starlette routes, not API routes: no schema, no dependency solving; GET answers HEAD too.
