@@ -92,7 +92,13 @@ def test_other_media_types_are_still_415(client: TestClient) -> None:
 def test_openapi_documents_the_raw_body_only_where_it_is_taken(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     raw = paths["/v1/models/checksum/predict"]["post"]["requestBody"]["content"]
-    assert raw["application/octet-stream"]["schema"] == {"type": "string", "format": "binary"}
+    # The field's own size limits (1 to 1024 bytes) apply to the raw body as well.
+    assert raw["application/octet-stream"]["schema"] == {
+        "type": "string",
+        "format": "binary",
+        "minLength": 1,
+        "maxLength": 1024,
+    }
     assert "application/json" in raw
     json_only = paths["/v1/models/summer/predict"]["post"]["requestBody"]["content"]
     assert "application/octet-stream" not in json_only

@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from modelserve.auth.guard import credential_from_headers
-from modelserve.errors import AuthenticationError
+from modelserve.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ResourceNotFoundError,
+)
 from modelserve.http.deps import (
     PUBLIC,
     AdminPrincipal,
@@ -21,6 +28,7 @@ from modelserve.http.deps import (
     Authenticated,
     Meta,
 )
+from modelserve.http.error_docs import error_responses
 from modelserve.schemas.auth import (
     MAX_PAGE,
     OBJECT_ID_PATTERN,
@@ -39,18 +47,20 @@ from modelserve.schemas.auth import (
     UserPublic,
     UserUpdate,
 )
-from modelserve.schemas.wire import ErrorResponse
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 ObjectId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, description="An opaque hex id.")]
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-}
+# What every auth route may answer; routes add what only they raise. The guard's 401/403/429
+# and the body parser's 400/413 are added where they apply by `http/openapi.py`.
+_ERRORS = error_responses(
+    AuthenticationError, PermissionDeniedError, ResourceNotFoundError, InvalidInputError
+)
+# Usernames are unique, and an admin cannot demote, disable or delete themselves.
+_CONFLICT = error_responses(ConflictError)
+# Login attempts and key creation have rate limits of their own (`AuthConfig`).
+_LIMITED = error_responses(RateLimitedError)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -60,7 +70,9 @@ class LoginForm(OAuth2PasswordRequestForm):
     def __init__(
         self,
         *,
-        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        # Not nullable: a form has no null, and a client sending `grant_type=null` sent a
+        # string (refused). Leaving it out means the password grant, as before.
+        grant_type: Annotated[str, Form(pattern="^password$")] = "password",
         username: Annotated[str, Form(min_length=1, max_length=256)],
         password: Annotated[str, Form(min_length=1, max_length=1024)],
         scope: Annotated[str, Form(max_length=1000)] = "",
@@ -72,7 +84,13 @@ def build_auth_router() -> APIRouter:
     """Every auth route; include it in the app when auth is enabled."""
     router = APIRouter(responses=_ERRORS)
 
-    @router.post("/v1/auth/token", tags=["auth"], summary="Log in", dependencies=[PUBLIC])
+    @router.post(
+        "/v1/auth/token",
+        tags=["auth"],
+        summary="Log in",
+        dependencies=[PUBLIC],
+        responses=_LIMITED,
+    )
     async def login(
         form: Annotated[LoginForm, Depends()], auth: Auth, meta: Meta, response: Response
     ) -> TokenPair:
@@ -115,7 +133,9 @@ def build_auth_router() -> APIRouter:
         """Every user, oldest first (admins)."""
         return await auth.accounts.list_users(limit=limit, offset=offset)
 
-    @router.post("/v1/users", tags=["users"], summary="Create a user", status_code=201)
+    @router.post(
+        "/v1/users", tags=["users"], summary="Create a user", status_code=201, responses=_CONFLICT
+    )
     async def create_user(
         body: UserCreate, principal: AdminPrincipal, auth: Auth, meta: Meta
     ) -> UserPublic:
@@ -129,14 +149,22 @@ def build_auth_router() -> APIRouter:
         """Yourself, or anyone for admins."""
         return await auth.accounts.get_user(user_id, actor=principal, meta=meta)
 
-    @router.patch("/v1/users/{user_id}", tags=["users"], summary="Change a user")
+    @router.patch(
+        "/v1/users/{user_id}", tags=["users"], summary="Change a user", responses=_CONFLICT
+    )
     async def update_user(
         user_id: ObjectId, body: UserUpdate, principal: AdminPrincipal, auth: Auth, meta: Meta
     ) -> UserPublic:
         """Role, disable/enable, password reset (admins). Disabling ends the user's sessions."""
         return await auth.accounts.update_user(user_id, body, actor=principal, meta=meta)
 
-    @router.delete("/v1/users/{user_id}", tags=["users"], summary="Delete a user", status_code=204)
+    @router.delete(
+        "/v1/users/{user_id}",
+        tags=["users"],
+        summary="Delete a user",
+        status_code=204,
+        responses=_CONFLICT,
+    )
     async def delete_user(
         user_id: ObjectId, principal: AdminPrincipal, auth: Auth, meta: Meta
     ) -> None:
@@ -154,7 +182,13 @@ def build_auth_router() -> APIRouter:
         """Your keys; admins: everyone's, or one owner's."""
         return await auth.keys.list(actor=principal, owner_id=owner_id, limit=limit, offset=offset)
 
-    @router.post("/v1/keys", tags=["keys"], summary="Create an API key", status_code=201)
+    @router.post(
+        "/v1/keys",
+        tags=["keys"],
+        summary="Create an API key",
+        status_code=201,
+        responses=_LIMITED,
+    )
     async def create_key(
         body: ApiKeyCreate, principal: Authenticated, auth: Auth, meta: Meta, response: Response
     ) -> ApiKeyCreated:

@@ -1,46 +1,122 @@
-"""Documentation routes: each model's predict endpoints with its real Input/Output schemas.
+"""The OpenAPI document: each model's predict endpoints with its real schemas, and every error.
 
-The fast path in `http/predict.py` answers these paths before FastAPI routing; the handlers
-here answer the same way if they are ever reached, so the documentation cannot drift.
+The fast path in `http/predict.py` answers every `POST /v1/models/...` before FastAPI routing;
+the routes built here document those paths (and answer the same way if they are ever reached,
+so the documentation cannot drift). `install_openapi` makes `/openapi.json` follow the runtime:
+a version promoted through the registry gets its own paths and schemas as soon as it is served,
+and the document lists the statuses the guard, the body parser and the codec add to a route.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, create_model
 from starlette.responses import Response
 
+from modelserve.errors import (
+    AuthenticationError,
+    DeadlineExceededError,
+    InvalidInputError,
+    MalformedBodyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    PredictionError,
+    RateLimitedError,
+    ServiceNotFoundError,
+    ServiceUnavailableError,
+    UnsupportedMediaError,
+)
 from modelserve.http.context import REQUEST_ID_KEY
 from modelserve.http.deps import PREDICT_GUARDED
+from modelserve.http.error_docs import error_responses
 from modelserve.http.predict import PredictEndpoint
 from modelserve.observability.request_ids import new_request_id
-from modelserve.runtime.manager import ModelRuntime
+from modelserve.runtime.manager import DeployedService, ModelRuntime
 from modelserve.schemas.wire import ErrorResponse, ItemErrorInfo
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON"},
-    404: {"model": ErrorResponse, "description": "No such model"},
-    413: {"model": ErrorResponse, "description": "Body over the size limit"},
-    415: {"model": ErrorResponse, "description": "Body type not taken (JSON; raw bytes)"},
-    422: {"model": ErrorResponse, "description": "Input does not match the schema"},
-    503: {"model": ErrorResponse, "description": "Model overloaded or not ready (see Retry-After)"},
-    504: {"model": ErrorResponse, "description": "Model did not answer within its deadline"},
-}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(
+    MalformedBodyError,
+    ServiceNotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+    InvalidInputError,
+    PredictionError,
+    ServiceUnavailableError,
+    OverloadedError,
+    DeadlineExceededError,
+)
+"""What any predict route answers besides 200 (auth adds 401/403/429, see `install_openapi`)."""
 
-RAW_BODY: dict[str, Any] = {
-    "requestBody": {
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-    }
+# Statuses any route behind a credential may answer (`http/deps.py`, `auth/guard.py`).
+GUARD_RESPONSES = error_responses(AuthenticationError, PermissionDeniedError, RateLimitedError)
+# Statuses any route that reads a body may answer before its handler runs: bytes that are not
+# JSON (FastAPI's parser, or ours), and the body limit of `RequestContextMiddleware`.
+BODY_RESPONSES = error_responses(MalformedBodyError, PayloadTooLargeError)
+
+VERSION_HEADER_DOC = {
+    "description": "The model version that answered.",
+    "schema": {"type": "string"},
 }
+NON_FINITE_HEADER_DOC = {
+    "description": "`true` when a number of the output was NaN or infinite (sent as `null`).",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+# Strings of a predict body never hold NUL (`schemas/strict.py` refuses it with a 422).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+NULLABLE_NUMBER_NOTE = (
+    "Numbers may be `null`: JSON has no NaN or infinity, so a model output holding one is sent "
+    "as `null` with the header `X-Non-Finite-Output: true`."
+)
+PREDICT_PREFIX = "/v1/models/"
+
+
+def raw_body(codec_raw_field: str, input_schema: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` of a predict route that takes the field's bytes as the whole body."""
+    field = input_schema.get("properties", {}).get(codec_raw_field, {})
+    schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    # The field's own size limits apply to the raw body too (a 422 otherwise).
+    schema.update({k: field[k] for k in ("minLength", "maxLength") if k in field})
+    return {"requestBody": {"content": {"application/octet-stream": {"schema": schema}}}}
+
+
+def documented_models(runtime: ModelRuntime) -> Iterator[tuple[DeployedService, bool]]:
+    """Each loaded version, and whether it is the one answering its model's unpinned requests.
+
+    Before the runtime starts (no traffic policy yet) a model's first version is taken.
+    """
+    seen: set[str] = set()
+    primaries = {m.name: m.primary for m in runtime.models()}
+    for deployed in runtime:
+        name = deployed.spec.name
+        primary = primaries.get(name)
+        unpinned = deployed is primary if primary is not None else name not in seen
+        seen.add(name)
+        yield deployed, unpinned
+
+
+def served_signature(runtime: ModelRuntime) -> tuple[tuple[str, str, bool], ...]:
+    """What the document depends on: every loaded version and which ones answer unpinned."""
+    return tuple(
+        (d.spec.name, d.spec.version, unpinned) for d, unpinned in documented_models(runtime)
+    )
 
 
 def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) -> APIRouter:
-    """One documented POST route per model and kind (single, batch)."""
+    """Documented POST routes for the models loaded now: each model's unpinned predict and
+    predict/batch, and the same for each loaded version, pinned, with that version's schemas.
+
+    The generic `{name}` routes stay as routes (a GET there is a 405 naming POST) but out of the
+    document: every served model has its own paths, which say what its body must be.
+    """
     router = APIRouter()
-    for deployed in runtime:
+    for deployed, unpinned in documented_models(runtime):
         spec = deployed.spec
         route = endpoint.codec(deployed)
         batch_response: type[BaseModel] = create_model(
@@ -48,59 +124,260 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
             outputs=(list[spec.output_type | None], ...),  # type: ignore[name-defined]
             errors=(list[ItemErrorInfo], ...),
         )
-        for is_batch, path, request_model, response_model, summary in (
-            (
-                False,
-                f"/v1/models/{spec.name}/predict",
-                spec.wire_input_type,
-                spec.output_type,
-                "Predict one input",
-            ),
-            (
-                True,
-                f"/v1/models/{spec.name}/predict/batch",
-                route.batch_model,
-                batch_response,
-                f"Predict up to {route.max_inputs} inputs",
-            ),
-        ):
-            router.add_api_route(
-                path,
-                _make_handler(endpoint, path, spec.name, None, is_batch, request_model),
-                methods=["POST"],
-                response_model=response_model,
-                responses=ERROR_RESPONSES,
-                summary=summary,
-                description=spec.description,
-                tags=[spec.name],
-                dependencies=[PREDICT_GUARDED],
-                name=f"{spec.name}:{'predict_batch' if is_batch else 'predict'}",
-                # A model whose input is one bytes field also takes the raw bytes as the body.
-                openapi_extra=RAW_BODY if route.raw_field and not is_batch else None,
-            )
-    # Any model, including versions deployed later from the registry (their schemas are in
-    # GET /v1/models/{name}); and any loaded version, pinned.
-    for path, is_batch, summary in (
-        ("/v1/models/{name}/predict", False, "Predict one input with any model"),
-        ("/v1/models/{name}/predict/batch", True, "Predict a batch with any model"),
-        ("/v1/models/{name}/versions/{version}/predict", False, "Predict with a pinned version"),
-        (
-            "/v1/models/{name}/versions/{version}/predict/batch",
-            True,
-            "Predict a batch with a pinned version",
-        ),
+        raw = raw_body(route.raw_field, spec.input_schema()) if route.raw_field else None
+        prefixes: list[tuple[str, str | None]] = [
+            (f"/v1/models/{spec.name}/versions/{spec.version}", spec.version)
+        ]
+        if unpinned:
+            prefixes.insert(0, (f"/v1/models/{spec.name}", None))
+        for prefix, pinned in prefixes:
+            for is_batch in (False, True):
+                path = f"{prefix}/predict/batch" if is_batch else f"{prefix}/predict"
+                summary = (
+                    f"Predict up to {route.max_inputs} inputs" if is_batch else "Predict one input"
+                )
+                router.add_api_route(
+                    path,
+                    _make_handler(
+                        endpoint,
+                        path,
+                        spec.name,
+                        pinned,
+                        is_batch,
+                        route.batch_model if is_batch else spec.wire_input_type,
+                    ),
+                    methods=["POST"],
+                    response_model=batch_response if is_batch else spec.output_type,
+                    responses=ERROR_RESPONSES,
+                    summary=summary if pinned is None else f"{summary} (version {pinned})",
+                    description=spec.description,
+                    tags=[spec.name],
+                    dependencies=[PREDICT_GUARDED],
+                    name=f"{spec.name}:{pinned or ''}:{'predict_batch' if is_batch else 'predict'}",
+                    # A model whose input is one bytes field also takes the raw bytes as the body.
+                    openapi_extra=raw if raw is not None and not is_batch else None,
+                )
+    for path, is_batch in (
+        ("/v1/models/{name}/predict", False),
+        ("/v1/models/{name}/predict/batch", True),
+        ("/v1/models/{name}/versions/{version}/predict", False),
+        ("/v1/models/{name}/versions/{version}/predict/batch", True),
     ):
         router.add_api_route(
             path,
             _make_handler(endpoint, path, None, None, is_batch, dict[str, Any]),
             methods=["POST"],
             responses=ERROR_RESPONSES,
-            summary=summary,
-            tags=["predict"],
             dependencies=[PREDICT_GUARDED],
             name=f"generic:{path}",
+            include_in_schema=False,
         )
     return router
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve an `/openapi.json` rebuilt whenever the runtime's served set changes.
+
+    FastAPI builds the document once and caches it in `app.openapi_schema`; the registry loads
+    and retires versions at run time, so the cache is kept with the `served_signature` it was
+    built for and rebuilt when that differs (a tuple compare per `/openapi.json`, nothing per
+    predict). Needs `app.state.runtime` and `app.state.predict_endpoint`; idempotent.
+    """
+    if getattr(app.state, "openapi_installed", False):
+        return
+    app.state.openapi_installed = True
+    built_for: list[object] = [None]
+
+    def openapi() -> dict[str, Any]:
+        runtime: ModelRuntime = app.state.runtime
+        signature = served_signature(runtime)
+        if app.openapi_schema is None or built_for[0] != signature:
+            app.openapi_schema = build_document(app, runtime, app.state.predict_endpoint)
+            built_for[0] = signature
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def build_document(
+    app: FastAPI, runtime: ModelRuntime, endpoint: PredictEndpoint
+) -> dict[str, Any]:
+    """The whole document for the models served now."""
+    # FastAPI keeps included routers nested; their contexts carry each route's full path and
+    # the router's dependencies, and `get_openapi` takes them as they are.
+    fixed = [r for r in iter_route_contexts(app.routes) if not _is_predict_route(r)]
+    models = iter_route_contexts(build_model_docs_router(runtime, endpoint).routes)
+    routes = [*fixed, *models]
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version=app.openapi_version,
+        summary=app.summary,
+        description=app.description,
+        routes=routes,
+        webhooks=app.webhooks.routes,
+        tags=app.openapi_tags,
+        servers=app.servers,
+        separate_input_output_schemas=app.separate_input_output_schemas,
+    )
+    guarded = getattr(app.state, "auth", None) is not None
+    _add_route_errors(document, routes, guarded=guarded)
+    _describe_predict_wire(document)
+    return document
+
+
+def _is_predict_route(route: RouteContext) -> bool:
+    return (
+        isinstance(route.original_route, APIRoute)
+        and (route.path or "").startswith(PREDICT_PREFIX)
+        and route.methods == {"POST"}
+    )
+
+
+def _scopes(dependant: Any) -> Iterator[str]:
+    for dependency in dependant.dependencies:
+        scope = getattr(dependency.call, "required_scope", None)
+        if scope is not None:
+            yield scope
+        yield from _scopes(dependency)
+
+
+def _add_route_errors(
+    document: dict[str, Any], routes: Iterable[RouteContext], *, guarded: bool
+) -> None:
+    """Document the statuses no handler declares because middleware and dependencies answer
+    them: 401/403/429 behind a credential (with auth on), 400/413 where a body is read; and
+    every 422 in the one error shape (FastAPI documents its own `HTTPValidationError`)."""
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "ErrorResponse",
+        ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"),
+    )
+    paths = document.get("paths", {})
+    for route in routes:
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        scopes = set(_scopes(route.dependant))
+        extra: dict[int | str, dict[str, Any]] = {}
+        if guarded and scopes - {"public"}:
+            extra.update(GUARD_RESPONSES)
+        if route.body_field is not None or (route.openapi_extra or {}).get("requestBody"):
+            extra.update(BODY_RESPONSES)
+        for method in route.methods or ():
+            operation = paths.get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, entry in extra.items():
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": entry["description"],
+                        "content": {"application/json": {"schema": dict(error_ref)}},
+                    },
+                )
+            invalid = responses.get("422")
+            if invalid is not None:
+                invalid["content"] = {"application/json": {"schema": dict(error_ref)}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if not _referenced(document, f"#/components/schemas/{unused}"):
+            schemas.pop(unused, None)
+
+
+def _describe_predict_wire(document: dict[str, Any]) -> None:
+    """What the predict codec does that Pydantic's schemas cannot say: output numbers may be
+    null (NaN and infinities, flagged by a header), and body strings never hold NUL."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    inputs: set[str] = set()
+    outputs: set[str] = set()
+    for path, item in document.get("paths", {}).items():
+        operation = item.get("post")
+        if not path.startswith(PREDICT_PREFIX) or operation is None:
+            continue
+        for content in operation.get("requestBody", {}).get("content", {}).values():
+            inputs |= _components(content.get("schema", {}), schemas)
+        ok = operation.get("responses", {}).get("200")
+        if ok is not None:
+            outputs |= _components(ok, schemas)
+            ok["headers"] = {
+                "X-Model-Version": VERSION_HEADER_DOC,
+                "X-Non-Finite-Output": NON_FINITE_HEADER_DOC,
+            }
+    # Schemas every other route uses (errors, item errors) and input schemas stay as they are.
+    shared = inputs | {"ErrorResponse", "ErrorDetail", "ItemErrorInfo"}
+    for name in outputs - shared:
+        schema = schemas[name]
+        if _nullable_numbers(schema):
+            note = schema.get("description")
+            schema["description"] = (
+                f"{note}\n\n{NULLABLE_NUMBER_NOTE}" if note else NULLABLE_NUMBER_NOTE
+            )
+    for name in inputs:
+        _no_nul_strings(schemas[name])
+
+
+def _components(node: Any, schemas: dict[str, Any], found: set[str] | None = None) -> set[str]:
+    """Names of the component schemas `node` reaches through `$ref`s."""
+    found = set() if found is None else found
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            name = ref.rsplit("/", 1)[1]
+            if name not in found and name in schemas:
+                found.add(name)
+                _components(schemas[name], schemas, found)
+        for value in node.values():
+            _components(value, schemas, found)
+    elif isinstance(node, list):
+        for value in node:
+            _components(value, schemas, found)
+    return found
+
+
+def _subschemas(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The schemas nested in a schema (not `properties` maps, `enum` or default values)."""
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            yield schema[key]
+    for key in ("properties", "patternProperties", "$defs"):
+        for value in (schema.get(key) or {}).values():
+            if isinstance(value, dict):
+                yield value
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for value in schema.get(key) or ():
+            if isinstance(value, dict):
+                yield value
+
+
+def _nullable_numbers(schema: dict[str, Any]) -> bool:
+    """Let every `number` in `schema` be null too; True when there was one."""
+    changed = False
+    kind = schema.get("type")
+    if kind == "number":
+        schema["type"] = ["number", "null"]
+        changed = True
+    elif isinstance(kind, list) and "number" in kind and "null" not in kind:
+        kind.append("null")
+        changed = True
+    for sub in _subschemas(schema):
+        changed = _nullable_numbers(sub) or changed
+    return changed
+
+
+def _no_nul_strings(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "string" and "pattern" not in schema and "format" not in schema:
+        schema["pattern"] = NO_NUL_PATTERN
+    for sub in _subschemas(schema):
+        _no_nul_strings(sub)
+
+
+def _referenced(node: Any, ref: str) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref") == ref or any(_referenced(v, ref) for v in node.values())
+    if isinstance(node, list):
+        return any(_referenced(v, ref) for v in node)
+    return False
 
 
 def _make_handler(

@@ -8,19 +8,23 @@ limit of `RegistryConfig.max_upload_bytes` (see `UPLOADS_PATH`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from modelserve.config import Settings
 from modelserve.errors import (
+    ConflictError,
     InvalidInputError,
     MalformedBodyError,
+    ResourceNotFoundError,
     ServiceNotFoundError,
     UnsupportedMediaError,
 )
 from modelserve.http.deps import AdminPrincipal, RegistryReader, RegistryWriter
+from modelserve.http.error_docs import error_responses
+from modelserve.http.openapi import install_openapi
 from modelserve.registry.archives import ArchiveKind
 from modelserve.registry.artifacts import ArtifactStore, default_store
 from modelserve.registry.deployer import RegistryDeployer
@@ -29,6 +33,8 @@ from modelserve.registry.service import Registry, sees_everything
 from modelserve.registry.uploads import upload_archive, upload_file
 from modelserve.runtime.manager import ModelRuntime
 from modelserve.schemas.registry import (
+    NAME_WIRE_PATTERN,
+    VERSION_WIRE_PATTERN,
     AliasPublic,
     AliasUpdate,
     DeploymentPublic,
@@ -47,26 +53,47 @@ from modelserve.schemas.registry import (
     VersionsPublic,
     VersionUpdate,
 )
-from modelserve.schemas.wire import ErrorResponse
 
 PREFIX = "/v1/registry"
 UPLOADS_PATH = f"{PREFIX}/uploads"
 MAX_OFFSET = 1_000_000
 MAX_SHADOW_RECORDS = 1000
 
-Name = Annotated[str, Path(min_length=1, max_length=63, description="Model name.")]
-VersionLabel = Annotated[str, Path(min_length=1, max_length=64, description="Version label.")]
-AliasName = Annotated[str, Path(min_length=1, max_length=63, description="Alias name.")]
+# The same patterns as the bodies (`schemas/registry.py`): `registry.safety` checks them again
+# with its own words, so they are declared here and not enforced twice.
+Name = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=63,
+        description="Model name.",
+        json_schema_extra={"pattern": NAME_WIRE_PATTERN},
+    ),
+]
+VersionLabel = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description="Version label.",
+        json_schema_extra={"pattern": VERSION_WIRE_PATTERN},
+    ),
+]
+AliasName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=63,
+        description="Alias name.",
+        json_schema_extra={"pattern": NAME_WIRE_PATTERN},
+    ),
+]
 Limit = Annotated[int, Query(ge=1, description="Page size; larger values are clamped.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    409: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-}
+# What the registry's service layer raises (the guard's 401/403/429 and the body parser's
+# 400/413 are added to every route by `http/openapi.py`).
+_ERRORS = error_responses(ResourceNotFoundError, ConflictError, InvalidInputError)
 
 
 def _registry(request: Request) -> Registry:
@@ -293,8 +320,10 @@ class RegistryExtension:
         self.deployer: RegistryDeployer | None = None
 
     def install(self, app: FastAPI) -> None:
-        """Add the `/v1/registry` routes."""
+        """Add the `/v1/registry` routes, and make `/openapi.json` follow what is served (a
+        promoted version gets its own documented paths once it is loaded)."""
         app.include_router(build_registry_router())
+        install_openapi(app)
 
     async def startup(self, app: FastAPI) -> None:
         """Build the registry (and start serving it) on the app's database and runtime."""

@@ -7,14 +7,20 @@ that ever leave are the ones created for the caller, once (`TokenPair`, `ApiKeyC
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelserve.schemas.timestamps import UtcDateTime
+
 Role = Literal["admin", "member"]
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
 OBJECT_ID_PATTERN = r"^[0-9a-f]{1,32}$"
+# The scopes `auth.keys.parse_scopes` takes (a test keeps the two in step): the fixed ones, and
+# `predict:<model>`.
+SCOPE_PATTERN = (
+    r"^(?:admin|predict:\*|registry:read|registry:write|predict:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+)
 # Names are shown in lists and terminals: no control characters (NUL, escapes, newlines).
 LABEL_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_PAGE = 100
@@ -58,8 +64,8 @@ class UserPublic(BaseModel):
     username: str
     role: Role
     is_active: bool
-    created_at: dt.datetime
-    password_changed_at: dt.datetime
+    created_at: UtcDateTime
+    password_changed_at: UtcDateTime
 
 
 class UserListPublic(BaseModel):
@@ -108,6 +114,8 @@ class ApiKeyCreate(BaseModel):
         min_length=1,
         max_length=32,
         description="predict:*, predict:<model>, registry:read, registry:write, admin",
+        # Documented here, checked by `auth.keys.parse_scopes` (its error lists what is allowed).
+        json_schema_extra={"items": {"type": "string", "pattern": SCOPE_PATTERN}},
     )
     expires_in_days: int | None = Field(None, ge=1, le=3650, description="Never when absent.")
     owner_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN, description="Admins only.")
@@ -123,10 +131,10 @@ class ApiKeyPublic(BaseModel):
     prefix: str
     owner_id: str
     scopes: list[str]
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-    last_used_at: dt.datetime | None
-    revoked_at: dt.datetime | None
+    created_at: UtcDateTime
+    expires_at: UtcDateTime | None
+    last_used_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -150,7 +158,7 @@ class AuditEventPublic(BaseModel):
     model_config = _READ
 
     id: int
-    created_at: dt.datetime
+    created_at: UtcDateTime
     event: str
     outcome: str
     actor_id: str | None

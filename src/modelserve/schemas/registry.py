@@ -6,11 +6,12 @@ same rules, by `modelserve.registry.safety` before anything touches the disk.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from modelserve.schemas.timestamps import UtcDateTime
 
 MAX_LABELS = 50
 MAX_METRICS = 100
@@ -22,11 +23,29 @@ MAX_CANARIES = 8
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
-Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN, max_length=64)]
-LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")]
+# What the wire takes: the patterns above minus '..' anywhere (`registry.safety` refuses it too),
+# spelled without look-arounds so every engine (Rust regex here, ECMA-262 in clients and
+# generators) reads them alike. A test checks they accept exactly what the checks accept.
+NAME_WIRE_PATTERN = r"^[a-z0-9](?:\.?[a-z0-9_-])*\.?$"
+VERSION_WIRE_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_+-])*\.?$"
+# `registry.safety.check_service_ref`: `pkg.module[:Class]` or `path/to/file.py[:Class]`
+# (ASCII class names in the document; the server also takes other identifiers).
+SERVICE_PATTERN = (
+    r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|[^\x00-\x1f:]{1,1024}\.py)"
+    r"(?::[A-Za-z_][A-Za-z0-9_]*)?$"
+)
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_WIRE_PATTERN, min_length=1, max_length=63)]
+Version = Annotated[
+    str, StringConstraints(pattern=VERSION_WIRE_PATTERN, min_length=1, max_length=64)
+]
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
 LabelValue = Annotated[str, StringConstraints(max_length=256)]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
+# Pydantic documents `dict[LabelKey, ...]` as `patternProperties` only, which lets any other key
+# through in the document while the server refuses it: say that no other key is taken.
+_ONLY_PATTERN_KEYS: dict[str, Any] = {"additionalProperties": False}
 
 
 def _finite(value: float) -> float:
@@ -49,7 +68,9 @@ class ModelCreate(BaseModel):
 
     name: Name
     description: Description = ""
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=MAX_LABELS, json_schema_extra=_ONLY_PATTERN_KEYS
+    )
 
 
 class FileRef(BaseModel):
@@ -70,13 +91,19 @@ class VersionCreate(BaseModel):
         None, description="Label of the new version; the next number when omitted."
     )
     service: Annotated[str, StringConstraints(min_length=1, max_length=1100)] = Field(
-        description="The Service class: `pkg.module:Class`, or `path/file.py:Class` (admins)."
+        description="The Service class: `pkg.module:Class`, or `path/file.py:Class` (admins).",
+        # Documented only: `registry.safety` checks it (with Python's Unicode identifiers).
+        json_schema_extra={"pattern": SERVICE_PATTERN},
     )
     files: list[FileRef] = Field(default_factory=list, max_length=MAX_FILES)
     framework: Annotated[str, StringConstraints(max_length=64)] | None = None
     description: Description = ""
-    metrics: dict[LabelKey, Metric] = Field(default_factory=dict, max_length=MAX_METRICS)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    metrics: dict[LabelKey, Metric] = Field(
+        default_factory=dict, max_length=MAX_METRICS, json_schema_extra=_ONLY_PATTERN_KEYS
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=MAX_LABELS, json_schema_extra=_ONLY_PATTERN_KEYS
+    )
     trusted: bool = Field(
         False, description="Allow pickle-like artifacts that run code when loaded (admins only)."
     )
@@ -120,7 +147,11 @@ class TrafficUpdate(BaseModel):
 
     model_config = _WRITE
 
-    canary: list[Split] = Field(default_factory=list, max_length=MAX_CANARIES)
+    canary: list[Split] = Field(
+        default_factory=list,
+        max_length=MAX_CANARIES,
+        description="Versions and their shares; the shares add up to at most 100.",
+    )
     sticky: bool = Field(False, description="Keep each caller on one side of the canary split.")
     shadow: Split | None = Field(None, description="Mirror a share of requests to this version.")
 
@@ -165,7 +196,7 @@ class ModelPublic(BaseModel):
     latest_version: str | None
     version_count: int
     traffic: TrafficPublic | None
-    created_at: dt.datetime
+    created_at: UtcDateTime
     created_by: str | None
 
 
@@ -195,7 +226,7 @@ class VersionPublic(BaseModel):
     trusted: bool
     files: list[FilePublic]
     aliases: list[str]
-    created_at: dt.datetime
+    created_at: UtcDateTime
     created_by: str | None
 
 
@@ -217,7 +248,7 @@ class AliasPublic(BaseModel):
     alias: str
     version: str
     previous_version: str | None
-    updated_at: dt.datetime
+    updated_at: UtcDateTime
 
 
 class ShadowRecordPublic(BaseModel):

@@ -6,10 +6,11 @@ row's sample rate; percentiles and drift are computed on the sampled rows themse
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from modelserve.schemas.timestamps import UtcDateTime
 
 DriftLevel = Literal["none", "moderate", "major", "unknown"]
 
@@ -62,8 +63,8 @@ class DriftPublic(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    reference_start: dt.datetime
-    reference_end: dt.datetime
+    reference_start: UtcDateTime
+    reference_end: UtcDateTime
     fields: list[FieldDriftPublic]
     max_psi: float | None
     level: DriftLevel
@@ -77,8 +78,8 @@ class PredictionStatsPublic(BaseModel):
 
     model: str
     window: str
-    start: dt.datetime
-    end: dt.datetime
+    start: UtcDateTime
+    end: UtcDateTime
     sample_rate: float  # the model's current prediction-log sample rate
     requests: float
     versions: list[VersionStatsPublic]
