@@ -123,6 +123,7 @@ def test_the_whole_api_matches_its_openapi_document(tmp_path: Path) -> None:
             timeout=RUN_TIMEOUT_S,
         )
         output = result.stdout + result.stderr
+        print(output[-2500:])  # the summary, shown with `pytest -s` or `-rP`
         assert result.returncode == 0, f"schemathesis failed:\n{output}\n{server.output()[-4000:]}"
         # A run that tested nothing, or skipped a phase, would pass as well.
         selected = re.search(r"Selected: (\d+)/(\d+)", output)
