@@ -10,6 +10,9 @@ ModelserveError
 │   ├── MalformedBodyError       the body is not well-formed JSON
 │   ├── PayloadTooLargeError     the body is over the configured byte limit
 │   └── UnsupportedMediaError    the body is not JSON
+├── MalformedRequestError        the request is not valid HTTP (framing, head syntax)
+│   ├── HeadersTooLargeError     a header line or the whole head is over the size limit
+│   └── RequestTimeoutError      the head or body arrived too slowly
 ├── OverloadedError              the model's queue is full (carries retry_after_s)
 ├── DeadlineExceededError        a request waited or ran past its deadline
 └── PredictionError              the model raised while predicting a batch
@@ -87,6 +90,18 @@ class TooManyHeadersError(InvalidInputError):
 
 class UnsupportedMediaError(InvalidInputError):
     """Raised when a request body is not sent as JSON."""
+
+
+class MalformedRequestError(ModelserveError):
+    """Raised when a request is not valid HTTP (framing, request line, header syntax)."""
+
+
+class HeadersTooLargeError(MalformedRequestError):
+    """Raised when a header line or the whole request head is over the configured size."""
+
+
+class RequestTimeoutError(MalformedRequestError):
+    """Raised when a client sends a request head or body too slowly."""
 
 
 class AuthenticationError(ModelserveError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -45,6 +46,21 @@ def post_head(path: str, extra: str = "") -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: e2e\r\nContent-Type: application/json\r\n{extra}\r\n"
     ).encode()
+
+
+def stream_until_cut(sock: socket.socket, head: bytes, total: int) -> int:
+    """Send `head`, then up to `total` bytes of header value in 64 KiB pieces; how many went
+    out before the server closed the connection (`total` when it never did)."""
+    piece = b"a" * 65536
+    sent = 0
+    try:
+        sock.sendall(head)
+        while sent < total:
+            sock.sendall(piece)
+            sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
 
 
 # -- V1: declared length over the limit --------------------------------------------------------
@@ -174,7 +190,7 @@ def test_v14_gzip_body_is_not_decompressed(client: httpx.Client) -> None:
     assert_serving(client)
 
 
-# -- V15: HTTP framing and methods (owned by uvicorn/httptools) --------------------------------
+# -- V15: HTTP framing and methods (parsed by httptools, answered by modelserve's protocol) ------
 
 
 @pytest.mark.parametrize(
@@ -194,6 +210,7 @@ def test_v14_gzip_body_is_not_decompressed(client: httpx.Client) -> None:
         ("negative content-length", post_head(PREDICT, "Content-Length: -1\r\n")),
         ("bare CR in a header value", b"GET /livez HTTP/1.1\r\nHost: e2e\r\nX-A: a\rb\r\n\r\n"),
         ("garbage request line", b"GARBAGE\r\n\r\n"),
+        ("invalid UTF-8 in the path", b"GET /livez/\xff\xfe HTTP/1.1\r\nHost: e2e\r\n\r\n"),
     ],
 )
 def test_v15_malformed_framing_gets_400(
@@ -201,6 +218,30 @@ def test_v15_malformed_framing_gets_400(
 ) -> None:
     response = raw_exchange(server.address, request_bytes)
     assert response.status == 400, name
+    # The project's error body, not uvicorn's plain "Invalid HTTP request received."
+    assert response.headers["content-type"] == "application/json", name
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "malformed_request", name
+    assert set(error) == {"code", "message", "details", "request_id"}
+    assert_serving(client)
+
+
+def test_v15_a_head_over_32_kib_is_refused_with_431(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    head = b"GET /livez HTTP/1.1\r\nHost: e2e\r\nX-Big: " + b"a" * (64 * 1024) + b"\r\n\r\n"
+    response = raw_exchange(server.address, head, timeout_s=10.0)
+    assert response.status == 431
+    assert json.loads(response.body)["error"]["code"] == "headers_too_large"
+    assert_serving(client)
+
+
+def test_v15_a_16_mib_header_is_cut_not_read(server: ServerProcess, client: httpx.Client) -> None:
+    # The server stops reading at the default 32 KiB limit (plus one more head's worth) and
+    # closes: the client cannot stream the whole 16 MiB, which uvicorn's parser alone buffered.
+    with socket.create_connection(server.address, timeout=10) as sock:
+        head = b"GET /livez HTTP/1.1\r\nHost: e2e\r\nX-Huge: "
+        assert stream_until_cut(sock, head, 16 * MIB) < 16 * MIB
     assert_serving(client)
 
 

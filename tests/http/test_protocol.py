@@ -412,8 +412,10 @@ def test_the_protocol_class_finds_the_app_behind_wrappers() -> None:
     assert _declared_length([]) == -1
 
 
-def test_the_cli_uses_the_protocol_unless_switched_off() -> None:
+def test_the_cli_uses_the_protocol_even_with_the_fast_path_off() -> None:
+    # The protocol also holds the header limits, read timeouts and connection cap
+    # (tests/http/test_connections.py): switching the fast path off must not drop them.
     assert http_protocol(Settings()) is protocol_class()
     assert isinstance(protocol_class(), type)
     off = Settings(server=ServerConfig(fast_protocol=False))
-    assert http_protocol(off) == "httptools"
+    assert http_protocol(off) is protocol_class()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import logging
 import signal
 from pathlib import Path
 from types import FrameType
@@ -29,10 +30,13 @@ from modelserve.cli.factory import (
 from modelserve.config import Settings
 from modelserve.errors import ModelserveError
 from modelserve.http.app import prepare_schema_at
+from modelserve.http.connections import raise_fd_limit
 from modelserve.http.protocol import protocol_class
 from modelserve.observability import multiprocess
 from modelserve.observability.logging import resolve_format, uvicorn_log_config
 from modelserve.service.spec import ServiceSpec
+
+logger = logging.getLogger("modelserve")
 
 FACTORY = "modelserve.cli.factory:build_app"
 # Exit status for a command line that cannot work as given (click uses 2 for usage errors too).
@@ -171,6 +175,9 @@ def serve(
     except ModelserveError as exc:
         fail(exc.message, status=EXIT_STARTUP)
 
+    # Before any worker starts (they inherit it): the connection cap (http.max_connections),
+    # not the soft descriptor limit, must be what refuses a flood of connections.
+    raise_fd_limit()
     _exit_cleanly_on_sigterm()
     if reload:
         publish(plan)
@@ -225,12 +232,16 @@ def log_config(settings: Settings) -> dict[str, Any]:
 
 
 def http_protocol(settings: Settings) -> Any:
-    """uvicorn's `http` setting: modelserve's protocol (predict answered without an ASGI task),
-    or plain httptools when switched off or when the installed uvicorn differs."""
-    if settings.server.fast_protocol:
-        protocol = protocol_class()
-        if protocol is not None:
-            return protocol
+    """uvicorn's `http` setting: modelserve's protocol, always (it holds the header limits,
+    read timeouts and connection cap; `server.fast_protocol` only switches its predict fast
+    path), or plain httptools when the installed uvicorn differs from the one it builds on."""
+    protocol = protocol_class()
+    if protocol is not None:
+        return protocol
+    logger.warning(
+        "plain httptools protocol: no header size limit, header/body read timeouts or"
+        " connection cap (docs/reliability.md)"
+    )
     return "httptools"
 
 
@@ -256,6 +267,9 @@ def _run(app: Any, settings: Settings, **mode: Any) -> None:
         # uvicorn annotates this as int but only hands it to asyncio.wait_for: a float works
         # and keeps sub-second timeouts exact.
         timeout_graceful_shutdown=server.graceful_timeout_s,  # type: ignore[arg-type]
+        # Read by plain httptools only; modelserve's protocol sweeps idle connections itself
+        # with the same setting.
+        timeout_keep_alive=settings.http.keep_alive_timeout_s,  # type: ignore[arg-type]
         **mode,
     )
 

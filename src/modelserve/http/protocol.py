@@ -16,8 +16,16 @@ body, so behaviour is the same; only the cost differs. Pipelining, keep-alive, `
 close`, graceful shutdown and uvicorn's concurrency limit keep working because the held request
 uses uvicorn's own request-response cycle and completion callback.
 
-`modelserve serve` uses it (see `protocol_class`); it relies on uvicorn internals, so it is
-checked against the installed uvicorn and the CLI falls back to plain "httptools" when they
+It also holds the server's own against hostile clients (http/connections.py): a head over
+`max_header_line_bytes`/`max_header_bytes` gets 431 before more is read; a head or body sent
+too slowly gets 408; an idle keep-alive connection is closed; past `max_connections` the
+oldest idle or still-dribbling connections are closed first; parse errors are answered with the
+JSON error body; and an error answered while the client is still sending is followed by a
+lingering close, so that a client writing its whole body before reading still reads it.
+
+`modelserve serve` always uses it (see `protocol_class`), with the predict fast path switched
+by `ServerConfig.fast_protocol`; it relies on uvicorn internals, so it is checked against the
+installed uvicorn and the CLI falls back to plain "httptools" (none of the above) when they
 differ.
 """
 
@@ -27,6 +35,8 @@ import logging
 from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from modelserve.http.connections import GuardedProtocol
 
 logger = logging.getLogger("modelserve.http")
 
@@ -78,7 +88,21 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
 
 # uvicorn[standard] brings httptools. What the subclass overrides or calls, checked by
 # `protocol_class` before use: these are uvicorn internals, not its public API.
-_NEEDED = ("_start_asgi_task", "on_message_complete", "on_response_complete", "connection_lost")
+_NEEDED = (
+    "_start_asgi_task",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_message_complete",
+    "on_response_complete",
+    "connection_made",
+    "connection_lost",
+    "handle_websocket_upgrade",
+    "send_400_response",
+    "on_url",
+    "on_header",
+    "_should_upgrade",
+    "_unsupported_upgrade_warning",
+)
 
 
 def protocol_class() -> type[Any] | None:
@@ -92,12 +116,13 @@ def protocol_class() -> type[Any] | None:
     return ModelserveProtocol
 
 
-class ModelserveProtocol(HttpToolsProtocol):
-    """uvicorn's HttpToolsProtocol answering one-input predict requests without a task."""
+class ModelserveProtocol(GuardedProtocol):
+    """uvicorn's HttpToolsProtocol with connection limits (GuardedProtocol), answering
+    one-input predict requests without a task."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fast = find_fast_app(self.app)
+        self._fast = find_fast_app(self.app) if self.limits.fast_path else None
         # The request waiting for the rest of its body, and its route.
         self._held: Any = None
         self._held_route: Any = None
