@@ -73,7 +73,9 @@ def test_failed_setup_is_refused_and_the_old_version_keeps_serving(registry_app:
         refused = api.promote(name, "2")
         assert refused.status_code == 409
         error = refused.json()["error"]
-        assert "weights are corrupt" in str(error["details"])
+        # S11: the caller learns that setup failed and where to look, never the exception text.
+        assert "setup failed" in str(error["details"])
+        assert "weights are corrupt" not in str(error["details"])
         assert api.predict(name, 2).headers["x-model-version"] == "1"
         assert versions_loaded(api, name) == {"1"}
         model = api.client.get(f"/v1/registry/models/{name}").json()
@@ -82,7 +84,8 @@ def test_failed_setup_is_refused_and_the_old_version_keeps_serving(registry_app:
         assert deployment["serving"] is True
         assert deployment["traffic"]["primary"] == "1"
         assert deployment["error"] is None  # what is wanted (v1) is served
-        assert "weights are corrupt" in deployment["last_failure"]
+        assert "setup failed" in deployment["last_failure"]
+        assert "weights are corrupt" not in deployment["last_failure"]
         # Other aliases do not load anything, so they may point at the broken version.
         assert api.promote(name, "2", alias="staging").status_code == 200
 
