@@ -19,6 +19,16 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BATCH_INPUTS = 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
+# Connection hygiene (http/connections.py). Header sizes are nginx's defaults
+# (large_client_header_buffers 4 8k); the timeouts bound what a client that connects and then
+# sends slowly, or not at all, can hold: a socket, a file descriptor and a parser's buffers.
+DEFAULT_MAX_HEADER_LINE_BYTES = 8 * 1024
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 10.0
+DEFAULT_BODY_MIN_BYTES = 1024
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0
+DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_DATA_DIR = Path(".modelserve")
 
 
@@ -33,6 +43,21 @@ class HttpConfig(BaseModel):
     max_batch_inputs: int = Field(DEFAULT_MAX_BATCH_INPUTS, gt=0)
     # uvicorn's parser has no cap on the number of header fields; we answer 431 past this.
     max_headers: int = Field(DEFAULT_MAX_HEADERS, gt=0)
+    # One header line (the request line too) and the whole head, request line included: past
+    # either the server answers 431 and reads no further (modelserve's protocol only).
+    max_header_line_bytes: int = Field(DEFAULT_MAX_HEADER_LINE_BYTES, ge=256)
+    max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024)
+    # The whole head must arrive within header_timeout_s of its first byte (of the connection,
+    # for a new one); a body must bring at least body_min_bytes every body_timeout_s. Past
+    # either: 408 and close. An idle keep-alive connection is closed after
+    # keep_alive_timeout_s.
+    header_timeout_s: float = Field(DEFAULT_HEADER_TIMEOUT_S, gt=0)
+    body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0)
+    body_min_bytes: int = Field(DEFAULT_BODY_MIN_BYTES, ge=1)
+    keep_alive_timeout_s: float = Field(DEFAULT_KEEP_ALIVE_TIMEOUT_S, gt=0)
+    # Open connections per server process; past it the oldest idle or still-sending-headers
+    # connections are closed to make room (also capped below the file-descriptor limit).
+    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1)
     docs_enabled: bool = True
 
 

@@ -23,9 +23,11 @@ from modelserve.errors import (
     ConflictError,
     DatabaseUnavailableError,
     DeadlineExceededError,
+    HeadersTooLargeError,
     InvalidInputError,
     ItemRejectedError,
     MalformedBodyError,
+    MalformedRequestError,
     ModelserveError,
     OutputMismatchError,
     OverloadedError,
@@ -33,6 +35,7 @@ from modelserve.errors import (
     PermissionDeniedError,
     PredictionError,
     RateLimitedError,
+    RequestTimeoutError,
     ResourceNotFoundError,
     ServiceNotFoundError,
     ServiceUnavailableError,
@@ -40,6 +43,7 @@ from modelserve.errors import (
     UnsupportedMediaError,
 )
 from modelserve.http.context import REQUEST_ID_KEY
+from modelserve.http.methods import allowed_methods
 from modelserve.observability import tracing
 
 logger = logging.getLogger("modelserve.http")
@@ -49,6 +53,10 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     MalformedBodyError: (400, "malformed_body"),
     PayloadTooLargeError: (413, "payload_too_large"),
     TooManyHeadersError: (431, "too_many_headers"),
+    # Answered by the HTTP protocol itself (http/connections.py), before any route.
+    MalformedRequestError: (400, "malformed_request"),
+    HeadersTooLargeError: (431, "headers_too_large"),
+    RequestTimeoutError: (408, "request_timeout"),
     UnsupportedMediaError: (415, "unsupported_media_type"),
     InvalidInputError: (422, "invalid_input"),
     ItemRejectedError: (422, "item_rejected"),
@@ -71,7 +79,9 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
 GENERIC_500_MESSAGE = "Internal server error; quote the request id when reporting it."
 
 HTTP_CODES: dict[int, str] = {
-    400: "bad_request",
+    # Starlette/FastAPI raise a bare 400 only when a body cannot be parsed (bad bytes, a form
+    # that is not one): the same failure as our own `malformed_body`, so the same code.
+    400: "malformed_body",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -161,7 +171,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        headers = [(k.encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+        extra = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = allowed_methods(request.app.router.routes, request.scope["path"])
+            if allow:
+                extra["Allow"] = ", ".join(allow)
+        headers = [(k.encode(), v.encode()) for k, v in extra.items()]
         body = error_body(code, message, None, _request_id(request))
         return _response(exc.status_code, headers, body)
 
