@@ -30,9 +30,9 @@ from modelserve.errors import ConflictError
 
 DEV_CREDENTIALS_FILE = "dev-credentials.json"
 DEV_ADMIN = "admin"
-# Enough to run the README and the registry walkthrough (push, promote, roll back) locally;
-# never created outside dev mode.
-DEV_KEY_SCOPES = ("predict:*", "registry:read", "registry:write")
+# Enough to run the README, the registry walkthrough (push, promote, roll back) and the batch
+# jobs guide locally; never created outside dev mode.
+DEV_KEY_SCOPES = ("predict:*", "registry:read", "registry:write", "jobs:read", "jobs:write")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,9 @@ PREFIX_HEX = 12
 _KEY = re.compile(r"^ms_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
 ADMIN_SCOPE = "admin"
-FIXED_SCOPES = frozenset({"predict:*", "registry:read", "registry:write", ADMIN_SCOPE})
+FIXED_SCOPES = frozenset(
+    {"predict:*", "registry:read", "registry:write", "jobs:read", "jobs:write", ADMIN_SCOPE}
+)
 # predict:<model>: model names as the registry accepts them.
 _MODEL_SCOPE = re.compile(r"^predict:[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_SCOPES = 32

@@ -49,7 +49,10 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for.")],
     scope: Annotated[
         list[str],
-        typer.Option(help="predict:*, predict:<model>, registry:read, registry:write, admin."),
+        typer.Option(
+            help="predict:*, predict:<model>, registry:read, registry:write, jobs:read,"
+            " jobs:write, admin."
+        ),
     ],
     expires_in_days: Annotated[
         int | None, typer.Option(help="Never expires when left out.")

@@ -3,6 +3,7 @@
 The serving core (`http/app.py::build_app`) plus, as the settings say: authentication, API keys
 and rate limits (`modelserve.auth`, on by default), the model registry's API and, with
 `serve_registry`, the deployer that serves what its aliases point at (`modelserve.registry`),
+batch jobs and their embedded runner (`modelserve.jobs`),
 metrics, access logs, tracing spans and the prediction log (`modelserve.observability`),
 docs/metrics exposure and CORS.
 """
@@ -23,6 +24,7 @@ from modelserve.http.access import AccessMiddleware
 from modelserve.http.app import Hook, ModelserveApp, build_app
 from modelserve.http.auth_routes import build_auth_router
 from modelserve.http.exposure import ExposureMiddleware, cors_middleware
+from modelserve.http.job_routes import JobsExtension
 from modelserve.http.observability_routes import build_observability_router
 from modelserve.http.registry_routes import RegistryExtension
 from modelserve.observability import tracing
@@ -84,6 +86,10 @@ def create_app(
     # After auth: the registry's first reconcile may need users that auth's bootstrap made.
     on_startup.append(registry.startup)
     on_shutdown.append(registry.shutdown)
+    # Last in, first out: the job runner stops before the models it feeds.
+    jobs = JobsExtension(settings, store=artifact_store)
+    on_startup.append(jobs.startup)
+    on_shutdown.append(jobs.shutdown)
 
     app = build_app(
         settings,
@@ -103,6 +109,7 @@ def create_app(
     app.include_router(build_observability_router(observability))
     app.include_router(build_auth_router())
     registry.install(app)
+    jobs.install(app)
     app.add_middleware(
         ExposureMiddleware,
         docs=settings.auth.docs_exposure,

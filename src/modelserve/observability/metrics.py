@@ -14,6 +14,8 @@ served ones, methods and error kinds are capped. A client cannot mint new series
 from __future__ import annotations
 
 import contextlib
+from collections import Counter as Tally
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -44,6 +46,8 @@ LATENCY_BUCKETS = (
     30.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Seconds; a chunk is hundreds to thousands of rows.
+JOB_CHUNK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Caps on distinct label sets an observer creates; past them, values go to an "other" series.
 MAX_HTTP_SERIES = 2000
@@ -200,8 +204,34 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.job_rows = Counter(
+            "modelserve_job_rows",
+            "Job rows finished, by outcome (succeeded: a result; failed: an error row).",
+            ("model", "outcome"),
+            registry=r,
+        )
+        self.job_row_failures = Counter(
+            "modelserve_job_row_failures",
+            "Job rows without a result, by error code.",
+            ("model", "code"),
+            registry=r,
+        )
+        self.job_chunk_duration = Histogram(
+            "modelserve_job_chunk_duration_seconds",
+            "Time to run one job chunk, from its lease to its checkpoint.",
+            ("model",),
+            buckets=JOB_CHUNK_BUCKETS,
+            registry=r,
+        )
+        self.job_queue_depth = Gauge(
+            "modelserve_job_queue_depth",
+            "Job chunks waiting to run (in the shared database: every process sees the same).",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self.pending = PendingSet()
+        self.jobs = JobMetrics(self)
 
     def flush(self) -> None:
         """Push the observers' pending counts into the metrics (on the event loop)."""
@@ -232,6 +262,44 @@ class Metrics:
         for gauge in live:
             with contextlib.suppress(KeyError):
                 gauge.remove(name, version)
+
+
+class JobMetrics:
+    """The job runner's observer (`jobs.processing.JobObserver`) and queue-depth gauge.
+
+    Models are served ones and error codes come from the error table (capped like the engine's
+    error kinds), so no label value comes from a client."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._codes: set[tuple[str, str]] = set()
+
+    def _code(self, model: str, code: str) -> str:
+        if (model, code) not in self._codes:
+            if len(self._codes) >= MAX_ERROR_KINDS:
+                return OTHER
+            self._codes.add((model, code))
+        return code
+
+    def on_chunk(self, model: str, duration_s: float, done: int, failed: Sequence[str]) -> None:
+        """A chunk was checkpointed with `done` results and these failed rows' codes."""
+        metrics = self._metrics
+        metrics.job_chunk_duration.labels(model).observe(duration_s)
+        if done:
+            metrics.job_rows.labels(model, "succeeded").inc(done)
+        if failed:
+            metrics.job_rows.labels(model, "failed").inc(len(failed))
+            for code, count in Tally(failed).items():
+                metrics.job_row_failures.labels(model, self._code(model, code)).inc(count)
+
+    def on_chunk_failed(self, model: str, code: str, rows: int) -> None:
+        """A chunk was given up: its `rows` failed with `code`."""
+        self._metrics.job_rows.labels(model, "failed").inc(rows)
+        self._metrics.job_row_failures.labels(model, self._code(model, code)).inc(rows)
+
+    def set_queue_depth(self, chunks: int) -> None:
+        """Chunks waiting to run."""
+        self._metrics.job_queue_depth.set(chunks)
 
 
 class ModelMetrics:

@@ -25,7 +25,9 @@ from modelserve.schemas.registry import UploadedFile
 WRITE_BATCH_BYTES = 1024 * 1024
 
 
-async def _pump(chunks: AsyncIterator[bytes], write: Callable[[bytes], None]) -> None:
+async def pump(chunks: AsyncIterator[bytes], write: Callable[[bytes], None]) -> None:
+    """Feed a streamed body to a blocking `write`, in batches of WRITE_BATCH_BYTES written from
+    a thread (job uploads use it too)."""
     buffer = bytearray()
     async for chunk in chunks:
         buffer += chunk
@@ -73,7 +75,7 @@ async def upload_file(
     checked = check_relative_path(path)
     writer = store.writer(max_bytes=config.max_upload_bytes)
     try:
-        await _pump(chunks, writer.write)
+        await pump(chunks, writer.write)
         return await asyncio.to_thread(_keep, checked, writer, allow_untrusted=allow_untrusted)
     finally:
         # After a commit this only drops the (already moved) temporary file.
@@ -102,7 +104,7 @@ async def upload_archive(
                 )
             spool.write(data)
 
-        await _pump(chunks, write)
+        await pump(chunks, write)
         return await asyncio.to_thread(
             _unpack, store, spool, kind, config, allow_untrusted=allow_untrusted
         )

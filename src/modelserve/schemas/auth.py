@@ -19,7 +19,8 @@ OBJECT_ID_PATTERN = r"^[0-9a-f]{1,32}$"
 # The scopes `auth.keys.parse_scopes` takes (a test keeps the two in step): the fixed ones, and
 # `predict:<model>`.
 SCOPE_PATTERN = (
-    r"^(?:admin|predict:\*|registry:read|registry:write|predict:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+    r"^(?:admin|predict:\*|registry:read|registry:write|jobs:read|jobs:write"
+    r"|predict:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
 )
 # Names are shown in lists and terminals: no control characters (NUL, escapes, newlines).
 LABEL_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -113,7 +114,8 @@ class ApiKeyCreate(BaseModel):
     scopes: list[str] = Field(
         min_length=1,
         max_length=32,
-        description="predict:*, predict:<model>, registry:read, registry:write, admin",
+        description="predict:*, predict:<model>, registry:read, registry:write, jobs:read,"
+        " jobs:write, admin",
         # Documented here, checked by `auth.keys.parse_scopes` (its error lists what is allowed).
         json_schema_extra={"items": {"type": "string", "pattern": SCOPE_PATTERN}},
     )

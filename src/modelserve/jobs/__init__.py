@@ -1,0 +1,16 @@
+"""Batch jobs: a served model run over a whole uploaded data set, through the same validation,
+versions and batching engine as its HTTP API, checkpointed per chunk.
+
+    uploads.py      resumable uploads of inputs (parts in the artifact store)
+    service.py      submit / list / show / cancel / retry, results and failed rows
+    inputs.py       reading JSON lines, CSV and Parquet; cutting chunks
+    outputs.py      results per chunk; JSON lines, CSV and Parquet downloads
+    work.py         the runner seam: `JobQueue`, `ChunkRunner` and their frozen payloads
+    sql_queue.py    the queue in the database (leases with SKIP LOCKED / a lease column)
+    processing.py   one chunk: validate, predict, write, ack (or retry, or fail)
+    runner.py       the embedded runner of a server process
+    gateway.py      how jobs reach served models (`ModelGateway`)
+    states.py       job and chunk states and their transitions
+
+docs/jobs.md is the user's guide and says why it is built this way.
+"""

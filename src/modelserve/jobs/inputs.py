@@ -1,0 +1,346 @@
+"""Reading job inputs: one pass at submit to count rows and cut chunks, then each chunk alone.
+
+An upload is a list of parts (blobs); `PartsReader` reads them as one seekable file. JSON lines
+and CSV chunks remember their byte range, so a chunk reads only its own bytes; Parquet chunks
+read the row groups that hold their rows. Blank lines are not rows. Rows come out as what an
+HTTP client would have sent: a JSON line as it is, a CSV record or a Parquet row as a JSON
+object (`as_json`), so the model's input is validated by the very code that validates requests.
+
+Everything here blocks (file I/O): async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import orjson
+
+from modelserve.db.repos.jobs import ChunkPlan
+from modelserve.errors import InvalidInputError
+from modelserve.jobs.work import ChunkWork, InputPart
+from modelserve.registry.artifacts import ArtifactStore
+from modelserve.schemas.jobs import DataFormat
+
+READ_BUFFER = 256 * 1024
+# A CSV field may be long (an embedded document), but not unbounded.
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+
+
+class PartsReader(io.RawIOBase):
+    """The parts of an upload as one read-only, seekable file."""
+
+    def __init__(self, store: ArtifactStore, parts: Sequence[InputPart]) -> None:
+        super().__init__()
+        self._store = store
+        self._parts = list(parts)
+        self._size = sum(p.size for p in parts)
+        self._pos = 0
+        self._open: tuple[int, BinaryIO] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= self._size or not len(view):
+            return 0
+        index = self._part_at(self._pos)
+        part = self._parts[index]
+        if self._open is None or self._open[0] != index:
+            self._close_part()
+            self._open = (index, self._store.open(part.sha256))
+        handle = self._open[1]
+        handle.seek(self._pos - part.offset)
+        want = min(len(view), part.offset + part.size - self._pos)
+        data = handle.read(want)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def _part_at(self, position: int) -> int:
+        low, high = 0, len(self._parts) - 1
+        while low < high:  # the last part starting at or before `position`
+            middle = (low + high + 1) // 2
+            if self._parts[middle].offset <= position:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _close_part(self) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
+
+    def close(self) -> None:
+        self._close_part()
+        super().close()
+
+
+def open_parts(store: ArtifactStore, parts: Sequence[InputPart]) -> io.BufferedReader:
+    """A buffered reader over an upload's parts."""
+    return io.BufferedReader(PartsReader(store, parts), buffer_size=READ_BUFFER)
+
+
+@dataclass(frozen=True, slots=True)
+class InputPlan:
+    """What one pass over an input found: its rows, cut into chunks, and its CSV header."""
+
+    total_rows: int
+    chunks: list[ChunkPlan]
+    columns: tuple[str, ...] = ()
+
+
+class _Cutter:
+    """Cuts rows into chunks of `size` as their byte ranges go by."""
+
+    def __init__(self, size: int, max_rows: int) -> None:
+        self.size = size
+        self.max_rows = max_rows
+        self.rows = 0
+        self.chunks: list[ChunkPlan] = []
+        self._start: int | None = None
+        self._first_row = 0
+
+    def row(self, start: int, end: int) -> None:
+        if self.rows >= self.max_rows:
+            raise InvalidInputError(
+                f"the input has more than {self.max_rows} rows; split it into several jobs",
+                details={"max_rows": self.max_rows},
+            )
+        if self._start is None:
+            self._start, self._first_row = start, self.rows
+        self.rows += 1
+        if self.rows - self._first_row == self.size:
+            self._close(end)
+
+    def _close(self, end: int) -> None:
+        assert self._start is not None
+        self.chunks.append(ChunkPlan(self._first_row, self.rows, self._start, end))
+        self._start = None
+
+    def finish(self, end: int) -> list[ChunkPlan]:
+        if self._start is not None:
+            self._close(end)
+        return self.chunks
+
+
+def plan_input(stream: BinaryIO, fmt: DataFormat, *, chunk_size: int, max_rows: int) -> InputPlan:
+    """Count the rows of an input and cut it into chunks; 422 when it cannot be read."""
+    if fmt is DataFormat.PARQUET:
+        return _plan_parquet(stream, chunk_size, max_rows)
+    cutter = _Cutter(chunk_size, max_rows)
+    if fmt is DataFormat.JSONL:
+        position = 0
+        for line in stream:
+            if line.strip():
+                cutter.row(position, position + len(line))
+            position += len(line)
+        return InputPlan(cutter.rows, cutter.finish(position))
+    lines = _Lines(stream)
+    reader = _csv_reader(lines)
+    header = next(reader, None)
+    while header is not None and not header:  # blank lines before the header
+        header = next(reader, None)
+    if header is None:
+        raise InvalidInputError("the CSV file has no header line")
+    columns = tuple(header)
+    if len(set(columns)) != len(columns) or not all(columns):
+        raise InvalidInputError("the CSV header has empty or repeated column names")
+    start = lines.position
+    try:
+        for record in reader:
+            if record:
+                cutter.row(start, lines.position)
+            start = lines.position
+    except csv.Error as exc:
+        raise InvalidInputError(f"the CSV file cannot be read: {exc}") from None
+    return InputPlan(cutter.rows, cutter.finish(lines.position), columns)
+
+
+def _plan_parquet(stream: BinaryIO, chunk_size: int, max_rows: int) -> InputPlan:
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    try:
+        meta = pq.ParquetFile(stream).metadata
+        names = tuple(pq.ParquetFile(stream).schema_arrow.names)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidInputError(f"the file is not a readable Parquet file: {exc}") from None
+    total = int(meta.num_rows)
+    if total > max_rows:
+        raise InvalidInputError(
+            f"the input has more than {max_rows} rows; split it into several jobs",
+            details={"max_rows": max_rows},
+        )
+    chunks = [ChunkPlan(s, min(s + chunk_size, total)) for s in range(0, total, chunk_size)]
+    return InputPlan(total, chunks, names)
+
+
+class _Lines:
+    """Text lines of a binary stream, counting the bytes handed out (for CSV offsets)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.position = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._stream:
+            self.position += len(line)
+            # Undecodable bytes survive as lone surrogates; the row holding them fails alone.
+            yield line.decode("utf-8", "surrogateescape")
+
+
+def _csv_reader(lines: Any) -> Iterator[list[str]]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    return csv.reader(iter(lines), strict=True)
+
+
+# -- reading one chunk -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record that cannot become a request at all (a CSV line with the wrong field count)."""
+
+    message: str
+
+
+Row = tuple[int, bytes | dict[str, Any] | BadRecord]
+
+
+def read_chunk(stream: BinaryIO, work: ChunkWork) -> list[Row]:
+    """The rows of one chunk, numbered, as JSON bytes (JSON lines) or column dicts."""
+    fmt = DataFormat(work.input_format)
+    if fmt is DataFormat.PARQUET:
+        return _read_parquet(stream, work)
+    assert work.byte_start is not None
+    assert work.byte_end is not None
+    stream.seek(work.byte_start)
+    data = stream.read(work.byte_end - work.byte_start)
+    rows: list[Row] = []
+    number = work.row_start
+    if fmt is DataFormat.JSONL:
+        for line in data.splitlines():
+            if line.strip():
+                rows.append((number, line))
+                number += 1
+    else:
+        text = data.decode("utf-8", "surrogateescape")
+        for record in _csv_reader(text.splitlines(keepends=True)):
+            if record:
+                rows.append((number, _record(work.columns, record)))
+                number += 1
+    if number != work.row_end:
+        raise InputChangedError(f"chunk {work.task.index} read {number - work.row_start} rows")
+    return rows
+
+
+class InputChangedError(Exception):
+    """Raised when a chunk's bytes no longer hold the rows counted at submit."""
+
+
+def _record(columns: Sequence[str], record: list[str]) -> dict[str, Any] | BadRecord:
+    if len(record) != len(columns):
+        return BadRecord(f"the record has {len(record)} fields and the header {len(columns)}")
+    return dict(zip(columns, record, strict=True))
+
+
+def _read_parquet(stream: BinaryIO, work: ChunkWork) -> list[Row]:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(stream)
+    rows: list[Row] = []
+    first = 0
+    for group in range(file.num_row_groups):
+        count = file.metadata.row_group(group).num_rows
+        last = first + count
+        if last > work.row_start and first < work.row_end:
+            values = file.read_row_group(group).to_pylist()
+            begin = max(work.row_start, first) - first
+            end = min(work.row_end, last) - first
+            rows.extend((first + i, values[i]) for i in range(begin, end))
+        first = last
+    if len(rows) != work.rows:
+        raise InputChangedError(f"chunk {work.task.index} read {len(rows)} rows")
+    return rows
+
+
+# -- as the JSON an HTTP client would send ---------------------------------------------------
+
+
+def field_kinds(input_schema: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """JSON types each top-level input field accepts, from the model's input JSON schema."""
+    kinds: dict[str, tuple[str, ...]] = {}
+    for name, prop in (input_schema.get("properties") or {}).items():
+        found: list[str] = []
+        for option in [prop, *prop.get("anyOf", []), *prop.get("oneOf", [])]:
+            kind = option.get("type")
+            if isinstance(kind, str):
+                found.append(kind)
+            elif isinstance(kind, list):
+                found.extend(k for k in kind if isinstance(k, str))
+            elif "$ref" in option or "properties" in option:
+                found.append("object")
+        kinds[name] = tuple(dict.fromkeys(found))
+    return kinds
+
+
+_OMIT = object()
+
+
+def _cell(value: str, kinds: tuple[str, ...]) -> Any:
+    """A CSV cell as the JSON value its field takes; left a string when it is not one."""
+    if value == "":
+        return None if "null" in kinds else (value if "string" in kinds else _OMIT)
+    if "number" in kinds or "integer" in kinds:
+        try:
+            number = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            number = None
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return number
+    if "boolean" in kinds and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if "array" in kinds or "object" in kinds:
+        try:
+            nested = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            nested = None
+        if isinstance(nested, list | dict):
+            return nested
+    return value
+
+
+class UnsendableValueError(ValueError):
+    """Raised for a row value JSON cannot carry (raw bytes, a decimal...)."""
+
+
+def as_json(
+    row: bytes | dict[str, Any], fmt: DataFormat, kinds: Mapping[str, tuple[str, ...]]
+) -> bytes:
+    """The row as the JSON body of a predict request (raises UnsendableValueError)."""
+    if isinstance(row, bytes):
+        return row
+    if fmt is DataFormat.CSV:
+        converted = {k: _cell(v, kinds.get(k, ("string",))) for k, v in row.items()}
+        row = {k: v for k, v in converted.items() if v is not _OMIT}
+    try:
+        return orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise UnsendableValueError(f"the row holds a value JSON cannot carry: {exc}") from None
