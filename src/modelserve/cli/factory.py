@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelserve.config import Settings
+from modelserve.console import install_console
 from modelserve.errors import ConfigError
 from modelserve.http.app import ModelserveApp
 from modelserve.http.assembly import create_app
@@ -127,11 +128,16 @@ def build_app() -> ModelserveApp:
 def server_app(
     settings: Settings, specs: Sequence[ServiceSpec], *, registry: bool
 ) -> ModelserveApp:
-    """The app of one server process: the specs, auth, the registry API, and (with
-    `registry`) whatever the registry's served alias points at."""
+    """The app of one server process: the specs, auth, the registry API, (with `registry`)
+    whatever the registry's served alias points at, and the admin console when enabled."""
     # Logs, redaction, tracing and Sentry are per process: every worker sets them up itself.
     configure_process(settings)
-    return create_app(settings, services=specs, serve_registry=registry)
+    app = create_app(settings, services=specs, serve_registry=registry)
+    if settings.console.enabled:
+        # The console is an edge next to http/ (http never imports it): it is added here,
+        # where a server process's app is assembled.
+        install_console(app, settings)
+    return app
 
 
 def _allow_local_modules() -> None:

@@ -97,29 +97,36 @@ def require_scope(scope: str) -> Any:
     (`auth.rate_limits["registry"]` for "registry:write"), when one is configured (429).
     Use as `Annotated[Principal, require_scope("registry:write")]`.
     """
-    family = scope.partition(":")[0]
 
     async def check(request: Request, principal: CurrentPrincipal) -> Principal:
-        auth = get_auth_system(request)
-        if principal.has_scope(scope):
-            if auth is not None:
-                await auth.guard.limit(principal, family, auth.policy.family(family))
-            return principal
-        if auth is not None:
-            route = request.scope.get("route")
-            auth.audit.record_soon(
-                AuditEvent.PERMISSION_DENIED,
-                actor=principal,
-                meta=get_meta(request),
-                outcome=Outcome.DENIED,
-                target_type="route",
-                target_id=f"{request.method} {getattr(route, 'path', '?')}"[:64],
-                details={"scope": scope},
-            )
-        raise PermissionDeniedError(f"this operation needs the {scope!r} scope")
+        return await authorize(request, principal, scope)
 
     _mark(check, scope)
     return Depends(check)
+
+
+async def authorize(request: Request, principal: Principal, scope: str) -> Principal:
+    """The check behind `require_scope`, for edges that resolve the Principal themselves (the
+    console's cookie): `principal` when it holds `scope` (counted against the rate limit of
+    the scope's family), else PermissionDeniedError, with an `access.denied` audit event."""
+    auth = get_auth_system(request)
+    family = scope.partition(":")[0]
+    if principal.has_scope(scope):
+        if auth is not None:
+            await auth.guard.limit(principal, family, auth.policy.family(family))
+        return principal
+    if auth is not None:
+        route = request.scope.get("route")
+        auth.audit.record_soon(
+            AuditEvent.PERMISSION_DENIED,
+            actor=principal,
+            meta=get_meta(request),
+            outcome=Outcome.DENIED,
+            target_type="route",
+            target_id=f"{request.method} {getattr(route, 'path', '?')}"[:64],
+            details={"scope": scope},
+        )
+    raise PermissionDeniedError(f"this operation needs the {scope!r} scope")
 
 
 async def _authenticated(principal: CurrentPrincipal) -> Principal:

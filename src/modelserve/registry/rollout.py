@@ -9,7 +9,9 @@ Rolling back walks the alias's history: each rollback undoes the newest move not
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 
 from modelserve.db.repos import Session
 from modelserve.db.repos import registry as repo
@@ -20,6 +22,21 @@ from modelserve.registry.service import Registry
 from modelserve.registry.views import traffic_public
 from modelserve.schemas.registry import AliasPublic, TrafficPublic, TrafficUpdate
 from modelserve.types import Principal
+
+MAX_HISTORY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """One move of an alias, as its history shows it (`kind`: set, rollback or delete)."""
+
+    alias: str
+    kind: str
+    version: str | None
+    previous_version: str | None
+    undone: bool
+    by: str | None
+    at: dt.datetime
 
 
 class Rollouts:
@@ -116,6 +133,30 @@ class Rollouts:
             result = await self._alias_public(session, model, alias, previous_id)
         await self._changed(name)
         return result
+
+    async def history(self, principal: Principal, name: str, *, limit: int) -> list[AliasMove]:
+        """The model's newest alias moves, every alias, newest first (at most MAX_HISTORY)."""
+        async with self._registry.database.session() as session:
+            model = await self._registry.model_row(session, principal, name)
+            rows = await repo.alias_events(
+                session=session, model_id=model.id, limit=max(1, min(limit, MAX_HISTORY))
+            )
+            ids = {i for row in rows for i in (row.version_id, row.previous_version_id) if i}
+            labels = await repo.versions_by_id(session=session, ids=list(ids))
+        return [
+            AliasMove(
+                alias=row.alias,
+                kind=row.kind,
+                version=labels[row.version_id].version if row.version_id else None,
+                previous_version=(
+                    labels[row.previous_version_id].version if row.previous_version_id else None
+                ),
+                undone=row.undone,
+                by=row.created_by,
+                at=row.created_at,
+            )
+            for row in rows
+        ]
 
     async def _alias_public(
         self, session: Session, model: RegistryModelRow, alias: str, previous_id: int | None

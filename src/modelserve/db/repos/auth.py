@@ -216,8 +216,12 @@ async def list_events(
     event: str | None,
     before_id: int | None,
     limit: int,
+    by: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
 ) -> Sequence[AuditEventRow]:
-    """Newest first, up to `limit`, older than `before_id` when given (keyset paging)."""
+    """Newest first, up to `limit`, older than `before_id` when given (keyset paging); only
+    events caused by user id `by`, and created in [since, until), when given."""
     where: list[Any] = []
     if actor_id is not None:
         # A member sees what they did and what was done to them.
@@ -231,6 +235,12 @@ async def list_events(
         where.append(AuditEventRow.event == event)
     if before_id is not None:
         where.append(AuditEventRow.id < before_id)
+    if by is not None:
+        where.append(AuditEventRow.actor_id == by)
+    if since is not None:
+        where.append(AuditEventRow.created_at >= since)
+    if until is not None:
+        where.append(AuditEventRow.created_at < until)
     rows = await session.scalars(
         select(AuditEventRow).where(*where).order_by(AuditEventRow.id.desc()).limit(limit)
     )

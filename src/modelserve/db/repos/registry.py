@@ -377,6 +377,19 @@ async def last_undoable_move(
     return row
 
 
+async def alias_events(
+    *, session: AsyncSession, model_id: int, limit: int
+) -> Sequence[RegistryAliasEventRow]:
+    """The model's newest alias moves (every alias), newest first."""
+    rows = await session.scalars(
+        select(RegistryAliasEventRow)
+        .where(RegistryAliasEventRow.model_id == model_id)
+        .order_by(RegistryAliasEventRow.id.desc())
+        .limit(limit)
+    )
+    return rows.all()
+
+
 # -- traffic ---------------------------------------------------------------------------------
 
 
