@@ -24,9 +24,19 @@ def test_uvicorn_httptools_protocol_has_what_the_fast_path_overrides() -> None:
     cls = httptools_impl.HttpToolsProtocol
     expected = {
         "_start_asgi_task": ["self", "cycle", "app"],
+        "on_message_begin": ["self"],
+        "on_headers_complete": ["self"],
         "on_message_complete": ["self"],
         "on_response_complete": ["self"],
+        "connection_made": ["self", "transport"],
         "connection_lost": ["self", "exc"],
+        # The connection limits (http/connections.py) replace or extend these too.
+        "handle_websocket_upgrade": ["self"],
+        "send_400_response": ["self", "msg"],
+        "on_url": ["self", "url"],
+        "on_header": ["self", "name", "value"],
+        "_should_upgrade": ["self"],
+        "_unsupported_upgrade_warning": ["self"],
     }
     assert set(expected) == set(protocol._NEEDED)
     for name, params in expected.items():
@@ -41,7 +51,20 @@ def test_uvicorn_httptools_protocol_has_what_the_fast_path_overrides() -> None:
 
 
 def test_uvicorn_protocol_and_cycle_keep_the_attributes_the_fast_path_reads() -> None:
-    for attr in ("self.app", "self.flow", "self.cycle", "self.transport"):
+    for attr in (
+        "self.app",
+        "self.flow",
+        "self.cycle",
+        "self.transport",
+        # Read or written by the connection limits (http/connections.py).
+        "self.parser",
+        "self.url",
+        "self.headers",
+        "self.pipeline",
+        "self.server_state",
+        "self.expect_100_continue",
+        "self.loop",
+    ):
         assert attr in inspect.getsource(httptools_impl.HttpToolsProtocol), (
             f"uvicorn's HttpToolsProtocol no longer sets {attr}"
         )
@@ -60,7 +83,10 @@ def test_uvicorn_protocol_and_cycle_keep_the_attributes_the_fast_path_reads() ->
         "waiting_for_100_continue",
     ):
         assert f"self.{attr}" in cycle_init, f"uvicorn's RequestResponseCycle lost .{attr}"
-    assert "write_paused" in inspect.getsource(httptools_impl.FlowControl.__init__)
+    assert "self.transport" in cycle_init  # replaced by the lingering-close wrapper
+    flow_init = inspect.getsource(httptools_impl.FlowControl.__init__)
+    assert "write_paused" in flow_init
+    assert "read_paused" in flow_init
     status_line = httptools_impl.STATUS_LINE
     assert isinstance(status_line[200], bytes) and status_line[200].startswith(b"HTTP/1.1 200")
 
