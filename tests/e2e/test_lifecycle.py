@@ -88,6 +88,40 @@ async def test_r1_sigterm_lets_every_in_flight_request_finish(
     assert "Traceback" not in log
 
 
+# -- R1: past the graceful timeout, the lifespan does not wait all over again -------------------
+
+SHORT_GRACE_S = 2.0
+
+
+async def test_r1_past_the_graceful_timeout_the_drain_takes_only_what_is_left(
+    tmp_path: Path,
+) -> None:
+    # 2 requests running and 2 queued on `gate`, each asking for 5 s: longer than the 2 s
+    # graceful timeout. uvicorn waits the whole 2 s for their connections; the lifespan's drain
+    # used to wait up to 2 s more (and the replicas' stop up to 5 s each, one after another),
+    # which took the exit to 4.6 s where R1 allows 4. It must get what is left: nothing.
+    with launch(tmp_path, graceful_timeout_s=SHORT_GRACE_S) as server:
+        async with server.async_client() as ac:
+            path = "/v1/models/gate/predict"
+            calls = [
+                asyncio.create_task(ac.post(path, json={"seconds": 5.0, "tag": tag}))
+                for tag in range(4)
+            ]
+            await wait_stats(ac, "gate", running_batches=2, queue_depth=2)
+            send_signal(server, signal.SIGTERM)
+            returncode = await asyncio.to_thread(server.proc.wait, 60)
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+        log = server.stderr_text()
+    assert returncode == 0
+    cut = log.index("timeout graceful shutdown exceeded")  # uvicorn waited the whole 2 s
+    drained = log.index("draining in-flight requests for at most 0.0 s")
+    assert cut < drained < log.index("Application shutdown complete")
+    # The queued ones were refused at once, not after a drain of their own.
+    statuses = [a.status_code for a in answers if isinstance(a, httpx.Response)]
+    assert statuses.count(503) == 2
+    assert "Traceback" not in log
+
+
 # -- R19: one model fails to load --------------------------------------------------------------
 
 

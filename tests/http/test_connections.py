@@ -10,6 +10,7 @@ timeout only turns a server that never answers into a failure instead of a hang.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import urllib.error
@@ -21,10 +22,12 @@ import pytest
 from modelserve import HttpConfig, Settings, create_app
 from modelserve.config import ServerConfig
 from modelserve.http.connections import (
+    _SHUTDOWN_BEGAN,
     LINGER_BYTES,
     ConnectionGuard,
     ConnectionLimits,
     connection_cap,
+    grace_left,
     raise_fd_limit,
 )
 from modelserve.http.protocol import protocol_class
@@ -325,3 +328,17 @@ def test_limits_hold_with_the_fast_path_off() -> None:
     with serve_in_thread(app, http=protocol_class()) as base, connect(base) as sock:
         sock.sendall(request("/livez", method="GET", headers=f"X-Big: {'a' * LINE}\r\n"))
         assert_error(answer(sock), 431, "headers_too_large")
+
+
+# -- shutdown: what the lifespan may still spend -------------------------------------------------
+
+
+async def test_grace_left_is_what_remains_since_the_server_began_shutting_down() -> None:
+    loop = asyncio.get_running_loop()
+    assert grace_left(2.0) == 2.0  # no shutdown began on this loop: all of it
+    _SHUTDOWN_BEGAN[loop] = loop.time() - 5.0
+    try:
+        assert grace_left(2.0) == 0.0
+        assert 0.0 < grace_left(30.0) <= 25.0
+    finally:
+        del _SHUTDOWN_BEGAN[loop]

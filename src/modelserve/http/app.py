@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from modelserve.config import Settings
 from modelserve.db import migrate
 from modelserve.db.engine import Database
+from modelserve.http.connections import grace_left
 from modelserve.http.docs_pages import build_docs_router
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
@@ -23,6 +24,7 @@ from modelserve.http.routes import build_router
 from modelserve.observability import tracing
 from modelserve.runtime.heap import HeapFreezer
 from modelserve.runtime.manager import (
+    REPLICA_STOP_S,
     BatchTraceFactory,
     ModelRuntime,
     ObserverFactory,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("modelserve")
 
 LIFESPAN_DRAIN_S = 2.0
+REPLICA_STOP_FLOOR_S = 0.5
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -137,11 +140,15 @@ def build_app(
                     await hook(app)
                 except Exception:
                     logger.exception("shutdown hook failed")
-            logger.info("draining in-flight requests")
             # The server already waited up to the graceful timeout for in-flight requests before
-            # the lifespan ends, so what is left belongs to requests that are answered or cut
-            # off: a short drain lets running batches finish without doubling the shutdown time.
-            await runtime.stop(min(settings.server.graceful_timeout_s, LIFESPAN_DRAIN_S))
+            # the lifespan ends: the drain and the replicas' stop get only what is left of it
+            # (a waiting drain of its own took the exit from graceful + 0.3 s to graceful + 2.3 s),
+            # and at least REPLICA_STOP_FLOOR_S so that idle replicas still run their teardown.
+            left = grace_left(settings.server.graceful_timeout_s)
+            drain_s = min(left, LIFESPAN_DRAIN_S)
+            logger.info("draining in-flight requests for at most %.1f s", drain_s)
+            stop_s = max(REPLICA_STOP_FLOOR_S, min(left - drain_s, REPLICA_STOP_S))
+            await runtime.stop(drain_s, stop_s)
             await database.dispose()
             logger.info("stopped")
 

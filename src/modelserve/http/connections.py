@@ -15,6 +15,7 @@ descriptors. `ModelserveProtocol` (http/protocol.py) bounds all three with what 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import math
@@ -243,6 +244,21 @@ def _deadline(conn: Guarded) -> tuple[float, int]:
 
 
 _GUARDS: weakref.WeakKeyDictionary[Any, ConnectionGuard] = weakref.WeakKeyDictionary()
+# When the server on a loop began its graceful shutdown (uvicorn asks every open connection to
+# shut down first thing): what the app's lifespan shutdown may still spend is measured from it.
+_SHUTDOWN_BEGAN: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def grace_left(graceful_timeout_s: float) -> float:
+    """Seconds left of `graceful_timeout_s` since the server on the running loop began shutting
+    down; all of it when no connection was open then (or the server is not modelserve's
+    protocol). uvicorn waits up to the graceful timeout for connections before the lifespan
+    shutdown runs, so a drain there must not wait as long again."""
+    loop = asyncio.get_running_loop()
+    began = _SHUTDOWN_BEGAN.get(loop)
+    if began is None:
+        return graceful_timeout_s
+    return max(0.0, graceful_timeout_s - (loop.time() - began))
 
 
 def guard_for(server_state: Any, loop: Any, app: Any) -> ConnectionGuard:
@@ -317,6 +333,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = CLOSED
         self.guard.forget(self)
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown begins (called for every open connection)."""
+        _SHUTDOWN_BEGAN.setdefault(self.loop, self.loop.time())
+        super().shutdown()
 
     def handle_websocket_upgrade(self) -> None:
         # The transport goes to another protocol: no longer ours to expire or evict.

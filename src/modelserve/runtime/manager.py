@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from modelserve.service.spec import ServiceSpec
 from modelserve.types import Replica, ServiceStatus
 
 logger = logging.getLogger("modelserve.runtime")
+# How long, in all, stopping the replicas may wait for batches still running at shutdown.
+REPLICA_STOP_S = 5.0
 
 ReplicaFactory = Callable[[ServiceSpec, str, int], Replica]
 ObserverFactory = Callable[[ServiceSpec], EngineObserver]
@@ -395,8 +398,12 @@ class ModelRuntime:
         if self._heap is not None:
             self._heap.release()
 
-    async def stop(self, drain_timeout_s: float = 30.0) -> None:
-        """Drain in-flight work, then stop every replica."""
+    async def stop(
+        self, drain_timeout_s: float = 30.0, stop_timeout_s: float = REPLICA_STOP_S
+    ) -> None:
+        """Drain in-flight work for up to `drain_timeout_s`, then stop every replica at once,
+        waiting up to `stop_timeout_s` in all for them (a thread replica still inside
+        `predict` then is left to end with the process)."""
         for task in self._load_tasks:
             task.cancel()
         await asyncio.gather(*self._load_tasks, return_exceptions=True)
@@ -407,17 +414,41 @@ class ModelRuntime:
         for d in deployed:
             if d.status is ServiceStatus.READY:
                 d.status = ServiceStatus.STOPPED
-        await asyncio.to_thread(_stop_all, [r for d in deployed for r in d.replicas])
+        replicas = [r for d in deployed for r in d.replicas]
+        await asyncio.to_thread(_stop_all, replicas, stop_timeout_s)
         if self._heap is not None:
             self._heap.close()
 
 
-def _stop_all(replicas: Sequence[Replica]) -> None:
-    for replica in replicas:
-        try:
+def _stop_all(replicas: Sequence[Replica], timeout_s: float | None = None) -> None:
+    """Stop replicas; with `timeout_s`, all at once and for at most that long in all.
+
+    One after another, each replica's stop waits up to its own 5 s for a batch in progress, so
+    a server with two busy replicas took 10 s to stop after its graceful timeout (R1 allows 2).
+    """
+    if timeout_s is None:
+        for replica in replicas:
+            _stop_one(replica)
+        return
+    stoppers = [
+        threading.Thread(target=_stop_one, args=(r, timeout_s), name="modelserve-stop", daemon=True)
+        for r in replicas
+    ]
+    for stopper in stoppers:
+        stopper.start()
+    deadline = time.monotonic() + timeout_s
+    for stopper in stoppers:
+        stopper.join(max(0.0, deadline - time.monotonic()))
+
+
+def _stop_one(replica: Replica, timeout_s: float | None = None) -> None:
+    try:
+        if timeout_s is None:
             replica.stop()
-        except Exception:
-            logger.exception("stopping a replica failed")
+        else:
+            replica.stop(timeout_s)
+    except Exception:
+        logger.exception("stopping a replica failed")
 
 
 def _output_checker(output_type: type[BaseModel]) -> Callable[[Any], Any]:
