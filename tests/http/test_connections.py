@@ -195,6 +195,18 @@ def test_a_body_sent_too_slowly_gets_408(url: str, path: str) -> None:
         assert closed_silently(sock)
 
 
+def test_a_body_left_unfinished_after_its_answer_is_cut_without_a_second_answer(
+    url: str,
+) -> None:
+    # 405 comes back before the body is read; the body never completes. A 408 written after
+    # it would be read as the answer to the client's next request.
+    with connect(url) as sock:
+        sock.sendall(b"POST /livez HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+        sock.settimeout(PATIENCE_S)
+        assert Reader(sock).response()[0] == 405
+        assert closed_silently(sock)
+
+
 def test_a_chunked_body_without_its_last_chunk_gets_408(url: str) -> None:
     with connect(url) as sock:
         head = "POST /v1/models/double/predict HTTP/1.1\r\nHost: t\r\n"

@@ -423,11 +423,13 @@ class GuardedProtocol(HttpToolsProtocol):
         raise _Refused
 
     def on_headers_complete(self) -> None:
+        # uvicorn's first (it makes the request's cycle): when it raises (a request target that
+        # is not ASCII), the phase is still HEAD and the error is this head's, not the body's.
+        super().on_headers_complete()
         self._heads += 1
         self.phase = BODY
         self.deadline = self.guard.now + self.limits.body_timeout_s
         self._body_seen = 0
-        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
@@ -523,21 +525,25 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.phase >= LINGER or self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            if self.phase == HEAD:
-                # The error is in a pipelined request behind one still being answered: that
-                # answer goes out and closes the connection; nothing more is read.
-                cycle.keep_alive = False
-                self.flow.pause_reading()
-                self.phase = BUSY
-                self.deadline = NEVER
+        if cycle is not None:
+            if self.phase != BODY:
+                if not cycle.response_complete:
+                    # The error is in what follows a request still being answered: that answer
+                    # goes out and closes the connection; nothing more is read.
+                    cycle.keep_alive = False
+                    self.flow.pause_reading()
+                    self.phase = BUSY
+                    self.deadline = NEVER
+                    return
+            elif cycle.response_started:
+                # This request is answered, or half: a second answer would be taken for the
+                # next request's.
+                self._close()
                 return
-            if cycle.response_started:
-                self._close()  # an answer is half written: nothing else can be said
-                return
-            # The app is still reading this request: it is answered here instead.
-            cycle.response_started = cycle.response_complete = cycle.disconnected = True
-            cycle.message_event.set()
+            else:
+                # The app is still reading this request: it is answered here instead.
+                cycle.response_started = cycle.response_complete = cycle.disconnected = True
+                cycle.message_event.set()
         status, headers, body = render_error(exc, None)
         logger.info("refused a request: %d %s", status, exc.message)
         parts = [STATUS_LINE[status]]
