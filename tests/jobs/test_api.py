@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 import pytest
@@ -74,7 +75,9 @@ def test_bad_rows_are_reported_exactly_like_predict_requests(jobs_app: Factory) 
         },
     ],
 )
-def test_malformed_submits_are_422_and_create_nothing(jobs_app: Factory, body: dict) -> None:
+def test_malformed_submits_are_422_and_create_nothing(
+    jobs_app: Factory, body: dict[str, Any]
+) -> None:
     with jobs_app() as api:
         response = api.client.post("/v1/jobs", json=body)
         assert response.status_code == 422, response.text

@@ -63,7 +63,7 @@ class SqlJobQueue:
     """Chunks queued in the database; leases are tokens with an expiry on the chunk's row."""
 
     def __init__(self, database: Database, *, lease_s: float) -> None:
-        self._database = database
+        self.database = database
         self.lease_s = lease_s
         # Set by `enqueue`, so a runner in this process looks at once instead of at its next poll.
         self.wakeup = asyncio.Event()
@@ -76,7 +76,7 @@ class SqlJobQueue:
         return await self._lease(servable=servable, limit=limit)
 
     async def lease_chunk(self, task: ChunkTask) -> Lease | None:
-        async with self._database.session() as session:
+        async with self.database.session() as session:
             job = await repo.get_job(session=session, job_id=task.job_id)
         if job is None:
             return None
@@ -94,7 +94,7 @@ class SqlJobQueue:
         index: int | None = None,
     ) -> list[Lease]:
         token = new_token()
-        async with self._database.session() as session:
+        async with self.database.session() as session:
             leased = await queue_repo.lease_chunks(
                 session=session,
                 token=token,
@@ -118,7 +118,7 @@ class SqlJobQueue:
 
     async def renew(self, lease: Lease) -> bool:
         task = lease.work.task
-        async with self._database.session() as session:
+        async with self.database.session() as session:
             return await queue_repo.renew_lease(
                 session=session,
                 job_id=task.job_id,
@@ -154,7 +154,7 @@ class SqlJobQueue:
         error: str | None = None,
     ) -> bool:
         task = lease.work.task
-        async with self._database.session() as session:
+        async with self.database.session() as session:
             return await queue_repo.finish_chunk(
                 session=session,
                 job_id=task.job_id,
@@ -179,7 +179,7 @@ class SqlJobQueue:
         self, lease: Lease, at: dt.datetime | None, *, error: str | None, refund: bool
     ) -> bool:
         task = lease.work.task
-        async with self._database.session() as session:
+        async with self.database.session() as session:
             return await queue_repo.release_lease(
                 session=session,
                 job_id=task.job_id,
@@ -191,5 +191,5 @@ class SqlJobQueue:
             )
 
     async def depth(self) -> int:
-        async with self._database.session() as session:
+        async with self.database.session() as session:
             return await queue_repo.queue_depth(session=session)
