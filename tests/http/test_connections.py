@@ -242,6 +242,23 @@ def test_past_the_cap_the_oldest_idle_connections_make_room(capped: str) -> None
             hog.close()
 
 
+def test_past_the_cap_slow_bodies_make_room_too(capped: str) -> None:
+    # Every other connection is inside a body, one byte of a thousand sent: with nothing idle
+    # to close, the slowest bodies go before the newcomer does.
+    hogs = [connect(capped) for _ in range(CAP + 8)]
+    try:
+        for hog in hogs:
+            hog.sendall(request("/v1/models/double/predict/batch", b"{" + b" " * 999)[:-999])
+        for path, body in (("/livez", None), (PREDICT, b'{"x": 5}')):
+            with connect(capped) as sock:
+                sock.sendall(request(path, body, method="GET" if body is None else "POST"))
+                assert answer(sock)[0] == 200
+        assert all(closed_silently(hog) for hog in hogs[:8])
+    finally:
+        for hog in hogs:
+            hog.close()
+
+
 def test_the_cap_stays_below_the_descriptor_limit() -> None:
     assert connection_cap(10_000, 1_048_576) == 10_000
     assert connection_cap(10_000, 1024) == 768

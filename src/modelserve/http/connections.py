@@ -134,8 +134,9 @@ class Guarded(Protocol):
         """Called by the sweep once `deadline` has passed."""
         ...
 
-    def evictable(self) -> bool:
-        """True when closing it loses no request in progress (idle, or still in its head)."""
+    def eviction_rank(self) -> int | None:
+        """How readily it may be closed for a new connection: 0 when that loses no request
+        (idle, or still in its head), 1 for a body behind its minimum rate, None: never."""
         ...
 
     def evict(self) -> None:
@@ -211,12 +212,15 @@ class ConnectionGuard:
 
     def _evict(self, newcomer: Guarded) -> None:
         count = len(self._members) - self.cap + max(1, self.cap // EVICT_SHARE) - 1
-        candidates: Iterable[Guarded] = (
-            c for c in self._members if c is not newcomer and c.evictable()
+        candidates: Iterable[tuple[int, float, int, Guarded]] = (
+            (rank, c.deadline, c.serial, c)
+            for c in self._members
+            if c is not newcomer and (rank := c.eviction_rank()) is not None
         )
-        # Soonest deadline first: the idle keep-alive connections and the heads that have
-        # dribbled longest, which the sweep would close first anyway.
-        victims = heapq.nsmallest(count, candidates, key=_deadline)
+        # Idle connections and heads first, then bodies behind their minimum rate (a slow-body
+        # flood must not lock new clients out until the body timeout); within each, soonest
+        # deadline first (what the sweep would close first anyway), oldest on ties.
+        victims = [found[3] for found in heapq.nsmallest(count, candidates)]
         if not victims:
             # Every other connection has a request in progress: the newcomer goes.
             victims = [newcomer]
@@ -237,10 +241,6 @@ class ConnectionGuard:
             self._sweeping = self.loop.call_at(now + self._tick, self._sweep)
         else:
             self._sweeping = None
-
-
-def _deadline(conn: Guarded) -> tuple[float, int]:
-    return conn.deadline, conn.serial
 
 
 _GUARDS: weakref.WeakKeyDictionary[Any, ConnectionGuard] = weakref.WeakKeyDictionary()
@@ -495,13 +495,24 @@ class GuardedProtocol(HttpToolsProtocol):
         else:  # IDLE, LINGER
             self._close()
 
-    def evictable(self) -> bool:
-        """True when closing this connection loses no request in progress."""
+    def eviction_rank(self) -> int | None:
+        """0: closing this connection loses no request (idle, lingering, or a head with no
+        answer pending); 1: a body not yet at its minimum rate in this window, unanswered;
+        None: a request in progress, or a body keeping its rate."""
         phase = self.phase
         if phase == HEAD:
             cycle = self.cycle
-            return cycle is None or bool(cycle.response_complete)
-        return phase in (IDLE, LINGER)
+            return 0 if cycle is None or cycle.response_complete else None
+        if phase in (IDLE, LINGER):
+            return 0
+        if (
+            phase == BODY
+            and self._body_seen < self.limits.body_min_bytes
+            and not self.flow.read_paused
+            and not self.cycle.response_started
+        ):
+            return 1
+        return None
 
     def evict(self) -> None:
         """Closed to make room for a new connection."""
