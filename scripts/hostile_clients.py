@@ -189,8 +189,9 @@ def run(args: argparse.Namespace, kind: str) -> None:
             proc.wait(30)
     latencies = sorted(seen["latencies"])  # type: ignore[arg-type]
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else float("nan")
+    what = "heads" if kind == "head" else "bodies"
     print(
-        f"slow {kind}s: {sum(r['opened'] for r in reports)} opened"
+        f"slow {what}: {sum(r['opened'] for r in reports)} opened"
         f" ({sum(r['refused'] for r in reports)} refused at connect),"
         f" {sum(r['cut'] for r in reports)} cut by the server"
         f" (first {min(r.get('first_cut_s', 0) for r in reports)} s,"
