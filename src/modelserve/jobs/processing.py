@@ -26,8 +26,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+import orjson
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from modelserve.config import JobsConfig
 from modelserve.errors import (
@@ -233,9 +241,7 @@ class ChunkProcessor:
             except UnsendableValueError as exc:
                 failures.append(RowFailure(number, "invalid_input", str(exc)))
             except ModelserveError as exc:
-                failures.append(
-                    RowFailure(number, self.gateway.error_code(exc), exc.message, exc.details)
-                )
+                failures.append(self._failure(number, exc))
         outputs, rejected = await self._predict(handle, items, lost)
         failures.extend(rejected)
         failures.sort(key=lambda f: f.row)
@@ -277,12 +283,15 @@ class ChunkProcessor:
     async def _predict(
         self, handle: ModelHandle, items: list[tuple[int, Any]], lost: asyncio.Event
     ) -> tuple[dict[int, bytes], list[RowFailure]]:
+        """Each item's output JSON, or its failure; rows the engine shed or timed out are
+        tried again (ROW_TRIES), then the chunk is given back as a whole."""
         share = self._share(handle)
         outputs: dict[int, bytes] = {}
         failures: list[RowFailure] = []
         pending = items
         for attempt in range(ROW_TRIES):
-            submitted: list[tuple[int, Any, asyncio.Future[Any] | BaseException]] = []
+            again: list[tuple[int, Any]] = []
+            submitted: list[tuple[int, Any, asyncio.Future[Any]]] = []
             for number, item in pending:
                 if lost.is_set():
                     raise _LeaseLost
@@ -290,25 +299,24 @@ class ChunkProcessor:
                 await self._yield_to_requests(handle)
                 try:
                     future = handle.sink.enqueue(item)
+                except TRANSIENT:
+                    share.release()
+                    again.append((number, item))
+                    continue
                 except ModelserveError as exc:
                     share.release()
-                    submitted.append((number, item, exc))
+                    failures.append(self._failure(number, exc))
                     continue
-                future.add_done_callback(lambda _f: share.release())
+                future.add_done_callback(lambda _done: share.release())
                 future.add_done_callback(_retrieve)
                 submitted.append((number, item, future))
-            again: list[tuple[int, Any]] = []
-            for number, item, outcome in submitted:
+            for number, item, future in submitted:
                 try:
-                    output = await outcome if isinstance(outcome, asyncio.Future) else None
-                    if isinstance(outcome, BaseException):
-                        raise outcome
+                    output = await future
                 except TRANSIENT:
                     again.append((number, item))
                 except ModelserveError as exc:
-                    failures.append(
-                        RowFailure(number, self.gateway.error_code(exc), exc.message, exc.details)
-                    )
+                    failures.append(self._failure(number, exc))
                 else:
                     outputs[number] = handle.dump(output)
             if not again:
@@ -317,6 +325,19 @@ class ChunkProcessor:
             if attempt + 1 < ROW_TRIES:
                 await asyncio.sleep(ROW_RETRY_S * 2**attempt)
         raise _Transient(f"model {handle.name!r} kept refusing rows (overloaded or timing out)")
+
+    def _failure(self, row: int, exc: ModelserveError) -> RowFailure:
+        """A failed row as `/predict` would have answered it (code, message, details)."""
+        return RowFailure(row, self.gateway.error_code(exc), exc.message, _json_safe(exc.details))
+
+
+def _json_safe(details: Any) -> Any:
+    # A model's ItemError may carry details JSON cannot hold; they must not fail the chunk.
+    try:
+        orjson.dumps(details)
+    except TypeError:
+        return {"text": str(details)[:500]}
+    return details
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -346,6 +367,8 @@ def _chunk_span(lease: Lease) -> Iterator[trace.Span]:
                 trace_id=int(work.task.job_id, 16),
                 span_id=int(work.task.job_id[:16], 16) or 1,
                 is_remote=True,
+                # Sampled: the sampler follows the parent, and chunks are few and worth seeing.
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
             )
         )
     )
