@@ -86,6 +86,12 @@ class ConsoleClient:
         assert response.status_code == 303, response.text
         return name
 
+    def drain_audit(self) -> None:
+        """Wait for audit events written in the background (refusals on hot paths)."""
+        portal = self.client.portal
+        assert portal is not None
+        portal.call(self.auth.audit.drain)
+
     def csrf(self, path: str = "/console/keys") -> str:
         """The session's CSRF token, read from a page."""
         return csrf_of(self.client.get(path).text)

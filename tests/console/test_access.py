@@ -32,6 +32,7 @@ def test_admin_pages_are_404_for_members_and_the_attempt_is_audited(
     assert fresh.client.post(path, data={"csrf_token": token, "username": "x"}).status_code == 404
     assert fresh.client.post(f"{path}/{'a' * 32}", data={"csrf_token": token}).status_code == 404
     assert "Users" not in fresh.client.get("/console/").text.split("<main")[0]
+    fresh.drain_audit()
     audit = fresh.client.get("/console/audit?event=access.denied").text
     assert "scope=admin" in audit
 

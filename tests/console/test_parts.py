@@ -151,6 +151,21 @@ def test_live_stats_read_the_metrics() -> None:
     assert len(times) == 2
 
 
+def test_live_figures_are_fresh_between_kept_snapshots() -> None:
+    # A page right after a burst (well within MIN_GAP_S of the last one) still counts it.
+    metrics = Metrics()
+    now = [100.0]
+    live = LiveStats(metrics, refresh=metrics.flush, clock=lambda: now[0])
+    bound = metrics.model("m", "1")
+    bound.on_response(200, 0.002)
+    now[0] += 2
+    assert live.combined("m").requests == 1
+    for _ in range(50):
+        bound.on_response(200, 0.002)
+    now[0] += 0.3
+    assert live.combined("m").requests == 51
+
+
 # -- assets ----------------------------------------------------------------------------------
 
 

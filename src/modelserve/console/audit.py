@@ -12,7 +12,7 @@ import datetime as dt
 from starlette.responses import Response
 
 from modelserve.auth.audit import AuditEvent
-from modelserve.console.pipeline import Visit
+from modelserve.console.pipeline import USER_NAMES, Visit
 from modelserve.errors import InvalidInputError
 
 PAGE_SIZE = 50
@@ -47,13 +47,11 @@ async def audit_page(visit: Visit) -> Response:
     since = _when(query.get("since", ""), "from")
     until = _when(query.get("until", ""), "to")
     auth = visit.console.auth
-    users = None
-    names: dict[str, str] = {}
-    if visit.is_admin:
-        users = await auth.accounts.list_users(limit=100, offset=0)
-        names = {u.id: u.username for u in users.data}
+    users = await auth.accounts.list_users(limit=USER_NAMES, offset=0) if visit.is_admin else None
+    if users is not None:
+        names = {user.id: user.username for user in users.data}
     else:
-        names = {visit.principal.subject: visit.username}
+        names = await visit.user_names()
     page = await auth.audit_reader.list(
         actor=visit.principal,
         event=event or None,

@@ -25,6 +25,8 @@ from modelserve.observability.metrics import LATENCY_BUCKETS, Metrics
 WINDOW_S = 60.0
 HISTORY = 240
 MIN_GAP_S = 1.0
+# One page asks for many models' figures: they share a reading this fresh.
+FRESH_S = 0.1
 REQUESTS = "modelserve_model_requests"
 DURATION = "modelserve_model_request_duration_seconds"
 BOUNDS = (*LATENCY_BUCKETS, math.inf)
@@ -157,6 +159,7 @@ class LiveStats:
         self._history: deque[Snapshot] = deque(
             [Snapshot(clock(), wall_clock(), {})], maxlen=HISTORY
         )
+        self._current: Snapshot | None = None
 
     @property
     def enabled(self) -> bool:
@@ -164,15 +167,20 @@ class LiveStats:
         return self._metrics is not None
 
     def sample(self) -> Snapshot:
-        """The newest snapshot, taking a new one when the last is older than MIN_GAP_S."""
-        newest = self._history[-1]
+        """The totals now (read again when the last reading is older than FRESH_S), kept in
+        the history when the last kept one is at least MIN_GAP_S old."""
         now = self._clock()
-        if self._metrics is None or now - newest.at < MIN_GAP_S:
-            return newest
+        current = self._current
+        if self._metrics is None:
+            return self._history[-1]
+        if current is not None and now - current.at < FRESH_S:
+            return current
         self._refresh()  # pending counts of this process into the metrics first
-        snapshot = Snapshot(now, self._wall(), read_totals(self._families(self._metrics)))
-        self._history.append(snapshot)
-        return snapshot
+        current = Snapshot(now, self._wall(), read_totals(self._families(self._metrics)))
+        self._current = current
+        if now - self._history[-1].at >= MIN_GAP_S:
+            self._history.append(current)
+        return current
 
     def _families(self, metrics: Metrics) -> Iterable[Metric]:
         if multiprocess.active():
@@ -181,10 +189,13 @@ class LiveStats:
         return [*metrics.model_requests.collect(), *metrics.model_duration.collect()]
 
     def _baseline(self, newest: Snapshot) -> Snapshot:
-        for snapshot in self._history:
+        # The oldest snapshot inside the window; else the newest one before it (after a quiet
+        # spell with no page views); else none (the figures are then unknown).
+        older = [s for s in self._history if s is not newest and s.at < newest.at]
+        for snapshot in older:
             if newest.at - snapshot.at <= self._window_s:
                 return snapshot
-        return newest
+        return older[-1] if older else newest
 
     def rates(self, model: str, versions: Iterable[str] | None = None) -> dict[str, Rates]:
         """Figures per version of `model` over the window (versions with traffic, or those

@@ -100,6 +100,7 @@ async def model_page(visit: Visit) -> Response:
         stats = await _logged_stats(visit, name)
     return visit.render(
         "model.html",
+        names=await visit.user_names(),
         nav="overview",
         name=name,
         info=info,

@@ -55,6 +55,8 @@ logger = logging.getLogger("modelserve.console")
 MAX_FORM_FILES = 1
 MAX_FORM_FIELDS = 200
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Usernames looked up to show who did what (past it, ids are shown).
+USER_NAMES = 100
 
 
 class ConsoleNotFoundError(ResourceNotFoundError):
@@ -113,6 +115,14 @@ class Visit:
             if hide:
                 raise ConsoleNotFoundError("no such page") from None
             raise
+
+    async def user_names(self) -> dict[str, str]:
+        """User id -> username, for showing who did what: every user for admins (the list
+        GET /v1/users gives them), the visitor alone for members."""
+        if not self.is_admin:
+            return {self.principal.subject: self.username}
+        users = await self.console.auth.accounts.list_users(limit=USER_NAMES, offset=0)
+        return {user.id: user.username for user in users.data}
 
     def field(self, name: str, default: str = "") -> str:
         """A text field of the posted form."""
@@ -193,7 +203,7 @@ def page(handler: Handler, *, activity: bool = True) -> Callable[[Request], Awai
                     value = form.get(CSRF_FIELD)
                     presented = value if isinstance(value, str) else None
                 if not csrf_matches(visitor.csrf, presented):
-                    console.auth.audit.record_soon(
+                    await console.auth.audit.record_detached(
                         AuditEvent.PERMISSION_DENIED,
                         actor=visitor.principal,
                         meta=meta,
