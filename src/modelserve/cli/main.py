@@ -9,6 +9,7 @@ import typer
 from modelserve import __version__
 from modelserve.cli.client import predict
 from modelserve.cli.db import app as db_app
+from modelserve.cli.jobs import app as jobs_app
 from modelserve.cli.keys import app as keys_app
 from modelserve.cli.registry import app as models_app
 from modelserve.cli.serve import serve
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.command()(stats)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
 
 
 def _print_version(value: bool) -> None:
