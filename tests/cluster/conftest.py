@@ -1,4 +1,4 @@
-"""One cluster (tests/cluster/harness.py) for every scenario of the session, torn down at the end.
+"""One cluster (tests/cluster/harness.py) for every scenario, torn down right after them.
 
 The scenarios need PostgreSQL and Redis (skipped without them, failed under
 MODELSERVE_REQUIRE_SERVICES=1 like every service test) and Debian's nginx (`make cluster`,
@@ -55,7 +55,9 @@ def require_nginx() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Module scope: the cluster goes as soon as its scenarios are done, not at the end of the
+# whole `make test` session, where it would take cores from every later test.
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     require_service("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT)
     require_service("Redis", REDIS_HOST, REDIS_PORT)
