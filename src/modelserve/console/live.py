@@ -45,11 +45,27 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Every version's totals at one moment."""
+    """Every version's totals at one moment, and their sums per model and overall (summed once
+    here: charts read every snapshot of the history)."""
 
     at: float  # monotonic seconds
     wall: float  # epoch seconds, for charts
     totals: Mapping[Key, Totals]
+    models: Mapping[str, Totals]
+    overall: Totals
+
+    @classmethod
+    def of(cls, at: float, wall: float, totals: Mapping[Key, Totals]) -> Snapshot:
+        """A snapshot of `totals`, with its sums."""
+        names = {model for model, _ in totals}
+        models = {name: _sum(totals, name) for name in names}
+        return cls(at, wall, totals, models, _sum(totals, None))
+
+    def model(self, name: str | None) -> Totals:
+        """One model's totals over its versions (`None`: every model)."""
+        if name is None:
+            return self.overall
+        return self.models.get(name, _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +173,7 @@ class LiveStats:
         self._wall = wall_clock
         # The zero point: figures before a second snapshot exist are since the console started.
         self._history: deque[Snapshot] = deque(
-            [Snapshot(clock(), wall_clock(), {})], maxlen=HISTORY
+            [Snapshot.of(clock(), wall_clock(), {})], maxlen=HISTORY
         )
         self._current: Snapshot | None = None
 
@@ -176,7 +192,7 @@ class LiveStats:
         if current is not None and now - current.at < FRESH_S:
             return current
         self._refresh()  # pending counts of this process into the metrics first
-        current = Snapshot(now, self._wall(), read_totals(self._families(self._metrics)))
+        current = Snapshot.of(now, self._wall(), read_totals(self._families(self._metrics)))
         self._current = current
         if now - self._history[-1].at >= MIN_GAP_S:
             self._history.append(current)
@@ -219,9 +235,7 @@ class LiveStats:
         """Figures of all versions of `model` together over the window."""
         newest = self.sample()
         older = self._baseline(newest)
-        return difference(
-            _sum(newest.totals, model), _sum(older.totals, model), newest.at - older.at
-        )
+        return difference(newest.model(model), older.model(model), newest.at - older.at)
 
     def series(self, model: str | None) -> tuple[list[float], list[float | None]]:
         """(epoch seconds, requests per second) between consecutive snapshots, for a chart;
@@ -231,9 +245,7 @@ class LiveStats:
         values: list[float | None] = []
         history = list(self._history)
         for before, after in itertools.pairwise(history):
-            rates = difference(
-                _sum(after.totals, model), _sum(before.totals, model), after.at - before.at
-            )
+            rates = difference(after.model(model), before.model(model), after.at - before.at)
             times.append(round(after.wall, 3))
             values.append(round(rates.rps, 3) if rates.rps is not None else None)
         return times, values

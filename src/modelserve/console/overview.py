@@ -1,8 +1,9 @@
 """The overview page: every served model with its live figures, refreshed by htmx polling.
 
-The model list is GET /v1/models' (`http/routes.describe`, any signed-in user); a model's
-figures are shown to those who may read its stats (`registry:read` or `predict:<name>`, the
-rule of GET /v1/models/{name}/stats).
+The model list is GET /v1/models' (every served model, to any signed-in user), without its
+schemas: building them for every model on every poll cost more than the rest of the page. A
+model's figures are shown to those who may read its stats (`registry:read` or
+`predict:<name>`, the rule of GET /v1/models/{name}/stats).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from modelserve.console.live import Rates
 from modelserve.console.pipeline import Visit
 from modelserve.errors import PermissionDeniedError
 from modelserve.http.observability_routes import stats_reader
-from modelserve.http.routes import describe
 from modelserve.runtime.manager import ModelRuntime
-from modelserve.schemas.wire import ModelInfo
 from modelserve.types import Principal
 
 
@@ -26,7 +25,8 @@ from modelserve.types import Principal
 class ModelRow:
     """One line of the overview."""
 
-    info: ModelInfo
+    name: str
+    status: str
     serving: list[str]
     queue_depth: int
     rates: Rates | None  # None: the visitor may not read this model's figures
@@ -44,19 +44,18 @@ async def may_read_stats(name: str, principal: Principal) -> bool:
 async def model_rows(visit: Visit) -> list[ModelRow]:
     """The served models as the overview shows them, by name."""
     runtime: ModelRuntime = visit.request.app.state.runtime
-    admin = visit.is_admin
     live = visit.console.live
     rows = []
     for served in sorted(runtime.models(), key=lambda m: m.name):
         if served.primary is None:
             continue
-        info = describe(served.primary, runtime, admin=admin)
         versions = runtime.versions(served.name)
         depth = sum(d.engine.queue_depth for d in versions.values() if d.engine is not None)
         readable = await may_read_stats(served.name, visit.principal)
         rows.append(
             ModelRow(
-                info=info,
+                name=served.name,
+                status=served.primary.status.value,
                 serving=sorted(v for v, d in versions.items() if d.status.value == "ready"),
                 queue_depth=depth,
                 rates=live.combined(served.name) if readable and live.enabled else None,
