@@ -13,16 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from modelserve import HttpConfig, Settings, create_app
 from modelserve.config import ServerConfig
 from modelserve.http.connections import (
+    _GUARDS,
     _SHUTDOWN_BEGAN,
+    BODY,
+    HEAD,
     LINGER_BYTES,
     ConnectionGuard,
     ConnectionLimits,
@@ -225,35 +229,67 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_answer(url: str) -> N
 # -- the connection cap --------------------------------------------------------------------------
 
 
-def test_past_the_cap_the_oldest_idle_connections_make_room(capped: str) -> None:
-    hogs = [connect(capped) for _ in range(CAP + 8)]
+def capped_guard() -> ConnectionGuard:
+    return next(g for g in list(_GUARDS.values()) if g.limits.max_connections == CAP)
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll until the server holds the state the test sets up (a guard against hanging, not a
+    measured time)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, "the server never reached the state under test"
+        time.sleep(0.01)
+
+
+def fill_to_the_cap(url: str, send: bytes | None, phase: int) -> list[socket.socket]:
+    """CAP connections, the server's own count checked before each next one (so that none is
+    closed yet and their order of arrival is the order of this list)."""
+    guard = capped_guard()
+    wait_for(lambda: len(guard) == 0)  # what earlier tests opened is gone
+    hogs: list[socket.socket] = []
+    for index in range(CAP):
+        hog = connect(url)
+        hogs.append(hog)
+        if send is not None and index % 2 == 0:
+            hog.sendall(send)
+        wait_for(lambda: len(guard) == len(hogs) and guard.count(phase) == len(hogs))
+    return hogs
+
+
+def test_past_the_cap_the_oldest_idle_connection_makes_room(capped: str) -> None:
+    # Every other one dribbles a head, the rest sent nothing: both kinds are fair game.
+    hogs = fill_to_the_cap(capped, b"GET /livez HTTP/1.1\r\n", HEAD)
     try:
-        # Half of them dribble a head, half sit idle: both kinds are fair game.
-        for hog in hogs[::2]:
-            hog.sendall(b"GET /livez HTTP/1.1\r\n")
         for path, body in (("/livez", None), (PREDICT, b'{"x": 5}')):
             with connect(capped) as sock:
                 sock.sendall(request(path, body, method="GET" if body is None else "POST"))
                 assert answer(sock)[0] == 200
-        # The first ones opened were the ones closed.
-        assert all(closed_silently(hog) for hog in hogs[:8])
+        # The first newcomer pushed the oldest one out (the second may have found room left
+        # by the first's close).
+        assert closed_silently(hogs[0])
     finally:
         for hog in hogs:
             hog.close()
 
 
 def test_past_the_cap_slow_bodies_make_room_too(capped: str) -> None:
-    # Every other connection is inside a body, one byte of a thousand sent: with nothing idle
-    # to close, the slowest bodies go before the newcomer does.
-    hogs = [connect(capped) for _ in range(CAP + 8)]
+    # Every connection is inside a body, one byte of a thousand sent: with nothing idle to
+    # close, the slowest bodies go before the newcomer does.
+    partial = request("/v1/models/double/predict/batch", b"{" + b" " * 999)[:-999]
+    guard = capped_guard()
+    wait_for(lambda: len(guard) == 0)
+    hogs: list[socket.socket] = []
     try:
-        for hog in hogs:
-            hog.sendall(request("/v1/models/double/predict/batch", b"{" + b" " * 999)[:-999])
+        for _ in range(CAP):
+            hogs.append(connect(capped))
+            hogs[-1].sendall(partial)
+            wait_for(lambda: guard.count(BODY) == len(hogs))
         for path, body in (("/livez", None), (PREDICT, b'{"x": 5}')):
             with connect(capped) as sock:
                 sock.sendall(request(path, body, method="GET" if body is None else "POST"))
                 assert answer(sock)[0] == 200
-        assert all(closed_silently(hog) for hog in hogs[:8])
+        assert closed_silently(hogs[0])
     finally:
         for hog in hogs:
             hog.close()

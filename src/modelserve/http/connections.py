@@ -194,6 +194,10 @@ class ConnectionGuard:
     def __len__(self) -> int:
         return len(self._members)
 
+    def count(self, phase: int) -> int:
+        """Connections in `phase` (HEAD, BODY...): for diagnostics and tests."""
+        return sum(1 for c in self._members if c.phase == phase)
+
     def admit(self, conn: Guarded) -> None:
         """Track a new connection; past the cap, close the connections that lose least."""
         self.now = self.loop.time()
