@@ -171,6 +171,7 @@ def pages(client: TestClient) -> dict[str, str]:
         "promote confirmation": "/console/models/reg00/promote?version=1",
         "API keys": "/console/keys",
         "users": "/console/users",
+        "batch jobs": "/console/jobs",
         "audit log, newest": "/console/audit",
         "audit log, page 2": f"/console/audit?before={older.group(1)}",
         "audit log, deep page": "/console/audit?before=100",

@@ -379,3 +379,34 @@ def test_the_audit_log_filters(admin: Tab) -> None:
     cells = admin.page.locator("tbody tr td:nth-child(3)").all_inner_texts()
     assert cells and set(cells) == {"login.succeeded"}
     admin.check("audit")
+
+
+def test_a_batch_job_is_followed_in_the_console(admin: Tab, console: Console) -> None:
+    client = console.api()
+    upload = client.post("/v1/uploads").json()["id"]
+    rows = [{**FLOWER, "sepal_length": 4.0 + i / 10} for i in range(40)] + [{"sepal_length": -1}]
+    data = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+    client.put(
+        f"/v1/uploads/{upload}",
+        params={"offset": 0},
+        content=data,
+        headers={"content-type": "application/octet-stream"},
+    ).raise_for_status()
+    client.post(f"/v1/uploads/{upload}/complete").raise_for_status()
+    body = {"model": "iris", "input": {"upload_id": upload}, "format": "jsonl", "chunk_size": 10}
+    job = client.post("/v1/jobs", json=body)
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    admin.goto("/jobs")
+    link = admin.page.get_by_role("link", name=job_id[:12])
+    link.wait_for()
+    # The list refreshes itself while the job runs; wait for it to say so.
+    admin.page.get_by_role("row").filter(has=link).get_by_text("succeeded").wait_for()
+    admin.check("jobs")
+    link.click()
+    admin.page.get_by_role("heading", name=re.compile("Job")).wait_for()
+    assert admin.page.get_by_role("cell", name="40", exact=True).count() == 1  # the bad row
+    with admin.page.expect_download() as download:
+        admin.page.get_by_role("link", name="Download results (jsonl)").click()
+    assert len(Path(download.value.path()).read_bytes().splitlines()) == 40
+    admin.check("job")

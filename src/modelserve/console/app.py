@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from modelserve.config import Settings
-from modelserve.console import audit, keys, models, overview, playground, signin, users
+from modelserve.console import audit, jobs, keys, models, overview, playground, signin, users
 from modelserve.console.live import LiveStats
 from modelserve.console.pipeline import Console, ConsoleNotFoundError, Visit, page
 from modelserve.console.rendering import build_environment
@@ -75,6 +75,12 @@ def routes(mount: str = MOUNT) -> list[Route]:
         ("/users", page(users.create_user), ["POST"]),
         ("/users/{user_id}", page(users.update_user), ["POST"]),
         ("/audit", page(audit.audit_page), ["GET"]),
+        ("/jobs", page(jobs.jobs_page), ["GET"]),
+        ("/live/jobs", page(jobs.jobs_live, activity=False), ["GET"]),
+        ("/jobs/{job_id}", page(jobs.job_page), ["GET"]),
+        ("/jobs/{job_id}/cancel", page(jobs.cancel_job), ["POST"]),
+        ("/jobs/{job_id}/retry", page(jobs.retry_job), ["POST"]),
+        ("/jobs/{job_id}/results", page(jobs.download), ["GET"]),
         # Anything else under the mount: the console's own 404 page, after the sign-in check.
         ("/{rest:path}", page(_missing), ["GET", "POST"]),
     ]

@@ -102,6 +102,11 @@ class Visit:
         return self.visitor.principal.has_scope("admin")
 
     @property
+    def has_jobs(self) -> bool:
+        """Whether this server runs batch jobs (the Jobs page exists)."""
+        return getattr(self.request.app.state, "jobs", None) is not None
+
+    @property
     def base(self) -> str:
         """The console's URL prefix (behind a proxy's root path too)."""
         return base_of(self.console, self.request)
