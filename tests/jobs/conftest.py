@@ -61,19 +61,19 @@ class JobsClient:
         self, data: bytes, *, part_bytes: int = 1 << 20, headers: dict[str, str] | None = None
     ) -> str:
         """Upload `data` in parts of `part_bytes`, complete it; its id."""
-        created = self.client.post("/v1/jobs/uploads", headers=headers)
+        created = self.client.post("/v1/uploads", headers=headers)
         assert created.status_code == 201, created.text
         upload_id: str = created.json()["id"]
         for offset in range(0, len(data), part_bytes):
             part = data[offset : offset + part_bytes]
             response = self.client.put(
-                f"/v1/jobs/uploads/{upload_id}",
+                f"/v1/uploads/{upload_id}",
                 params={"offset": offset},
                 content=part,
                 headers={"content-type": "application/octet-stream", **(headers or {})},
             )
             assert response.status_code == 200, response.text
-        done = self.client.post(f"/v1/jobs/uploads/{upload_id}/complete", headers=headers)
+        done = self.client.post(f"/v1/uploads/{upload_id}/complete", headers=headers)
         assert done.status_code == 200, done.text
         return upload_id
 

@@ -112,8 +112,8 @@ def test_unreadable_inputs_are_422(jobs_app: Factory) -> None:
 
 def test_an_open_upload_cannot_feed_a_job(jobs_app: Factory) -> None:
     with jobs_app() as api:
-        upload_id = api.client.post("/v1/jobs/uploads").json()["id"]
-        api.client.put(f"/v1/jobs/uploads/{upload_id}", params={"offset": 0}, content=b'{"x":1}')
+        upload_id = api.client.post("/v1/uploads").json()["id"]
+        api.client.put(f"/v1/uploads/{upload_id}", params={"offset": 0}, content=b'{"x":1}')
         response = api.submit(upload_id)
         assert response.status_code == 409
         assert "not complete" in response.json()["error"]["message"]

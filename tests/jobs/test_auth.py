@@ -54,7 +54,7 @@ def test_scopes_decide_reads_and_writes(secured: JobsClient) -> None:
     reader = key_headers(api, "jobs:read")
     writer = key_headers(api, "jobs:write")
     for headers in (predict_only, reader):
-        refused = api.client.post("/v1/jobs/uploads", headers=headers)
+        refused = api.client.post("/v1/uploads", headers=headers)
         assert refused.status_code == 403
         assert "jobs:write" in refused.json()["error"]["message"]
     assert api.client.get("/v1/jobs", headers=predict_only).status_code == 403
@@ -75,7 +75,7 @@ def test_others_jobs_and_uploads_are_404_and_admins_see_all(secured: JobsClient)
     for action in ("cancel", "retry"):
         response = api.client.post(f"/v1/jobs/{job['id']}/{action}", headers=bob)
         assert response.status_code == 404
-    assert api.client.get(f"/v1/jobs/uploads/{upload}", headers=bob).status_code == 404
+    assert api.client.get(f"/v1/uploads/{upload}", headers=bob).status_code == 404
     assert api.submit(upload, headers=bob).status_code == 404
     assert api.client.get("/v1/jobs", headers=bob).json()["count"] == 0
     assert api.client.get("/v1/jobs", headers=alice).json()["count"] == 1
@@ -128,7 +128,7 @@ def test_every_jobs_route_declares_its_scope(secured: JobsClient) -> None:
     routes = [
         (path, route, extra)
         for path, route, extra in api_routes(secured.app)
-        if path.startswith("/v1/jobs") and isinstance(route, APIRoute)
+        if path.startswith(("/v1/jobs", "/v1/uploads")) and isinstance(route, APIRoute)
     ]
     assert len(routes) == 11
     for path, route, extra in routes:

@@ -131,16 +131,16 @@ def test_two_runners_on_one_queue_run_each_chunk_once(jobs_app: Factory, databas
 
 
 def _upload(client: httpx.Client, data: bytes) -> str:
-    upload_id: str = client.post("/v1/jobs/uploads").json()["id"]
+    upload_id: str = client.post("/v1/uploads").json()["id"]
     step = 4096
     for offset in range(0, len(data), step):
         response = client.put(
-            f"/v1/jobs/uploads/{upload_id}",
+            f"/v1/uploads/{upload_id}",
             params={"offset": offset},
             content=data[offset : offset + step],
         )
         assert response.status_code == 200, response.text
-    assert client.post(f"/v1/jobs/uploads/{upload_id}/complete").status_code == 200
+    assert client.post(f"/v1/uploads/{upload_id}/complete").status_code == 200
     return upload_id
 
 

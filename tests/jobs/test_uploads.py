@@ -14,7 +14,7 @@ pytestmark = pytest.mark.services
 
 def put(api: JobsClient, upload_id: str, offset: int, data: bytes, **headers: str) -> Any:
     return api.client.put(
-        f"/v1/jobs/uploads/{upload_id}",
+        f"/v1/uploads/{upload_id}",
         params={"offset": offset},
         content=data,
         headers={"content-type": "application/octet-stream", **headers},
@@ -24,7 +24,7 @@ def put(api: JobsClient, upload_id: str, offset: int, data: bytes, **headers: st
 def test_parts_resume_where_the_upload_ends(jobs_app: Factory) -> None:
     data = jsonl([{"x": i} for i in range(100)])
     with jobs_app(embedded=False) as api:
-        upload = api.client.post("/v1/jobs/uploads").json()
+        upload = api.client.post("/v1/uploads").json()
         assert upload["size"] == 0
         assert upload["state"] == "open"
         assert upload["max_part_bytes"] == 4 * 1024 * 1024
@@ -35,17 +35,17 @@ def test_parts_resume_where_the_upload_ends(jobs_app: Factory) -> None:
         assert again.status_code == 409
         assert again.json()["error"]["details"] == {"size": 100}
         # After a broken connection, the client asks where to go on.
-        assert api.client.get(f"/v1/jobs/uploads/{upload_id}").json()["size"] == 100
+        assert api.client.get(f"/v1/uploads/{upload_id}").json()["size"] == 100
         assert put(api, upload_id, 100, data[100:]).status_code == 200
         done = api.client.post(
-            f"/v1/jobs/uploads/{upload_id}/complete",
+            f"/v1/uploads/{upload_id}/complete",
             json={"sha256": hashlib.sha256(data).hexdigest()},
         )
         assert done.status_code == 200, done.text
         assert done.json()["state"] == "complete"
         assert done.json()["size"] == len(data)
         # Complete is idempotent; a completed upload takes no more parts.
-        assert api.client.post(f"/v1/jobs/uploads/{upload_id}/complete").status_code == 200
+        assert api.client.post(f"/v1/uploads/{upload_id}/complete").status_code == 200
         assert put(api, upload_id, len(data), b"{}").status_code == 409
         job = api.submit(upload_id)
         assert job.status_code == 202
@@ -61,48 +61,44 @@ def test_a_file_in_many_small_parts_reads_as_one(jobs_app: Factory) -> None:
 
 def test_refused_parts_change_nothing(jobs_app: Factory) -> None:
     with jobs_app(embedded=False, max_upload_bytes=1000, max_part_bytes=300) as api:
-        upload_id = api.client.post("/v1/jobs/uploads").json()["id"]
+        upload_id = api.client.post("/v1/uploads").json()["id"]
         too_big = put(api, upload_id, 0, b"x" * 301)
         assert too_big.status_code == 413
         empty = put(api, upload_id, 0, b"")
         assert empty.status_code == 422
         ahead = put(api, upload_id, 5, b"abc")
         assert ahead.status_code == 409
-        negative = api.client.put(
-            f"/v1/jobs/uploads/{upload_id}", params={"offset": -1}, content=b"a"
-        )
+        negative = api.client.put(f"/v1/uploads/{upload_id}", params={"offset": -1}, content=b"a")
         assert negative.status_code == 422
         multipart = put(api, upload_id, 0, b"--b\r\n", **{"content-type": "multipart/form-data"})
         assert multipart.status_code == 415
-        assert api.client.get(f"/v1/jobs/uploads/{upload_id}").json()["size"] == 0
+        assert api.client.get(f"/v1/uploads/{upload_id}").json()["size"] == 0
         for offset in range(0, 900, 300):
             assert put(api, upload_id, offset, b"y" * 300).status_code == 200
         over_total = put(api, upload_id, 900, b"z" * 101)
         assert over_total.status_code == 413
-        assert api.client.get(f"/v1/jobs/uploads/{upload_id}").json()["size"] == 900
+        assert api.client.get(f"/v1/uploads/{upload_id}").json()["size"] == 900
 
 
 def test_completion_checks_the_digest_and_needs_bytes(jobs_app: Factory) -> None:
     with jobs_app(embedded=False) as api:
-        empty = api.client.post("/v1/jobs/uploads").json()["id"]
-        assert api.client.post(f"/v1/jobs/uploads/{empty}/complete").status_code == 422
-        upload_id = api.client.post("/v1/jobs/uploads").json()["id"]
+        empty = api.client.post("/v1/uploads").json()["id"]
+        assert api.client.post(f"/v1/uploads/{empty}/complete").status_code == 409
+        upload_id = api.client.post("/v1/uploads").json()["id"]
         put(api, upload_id, 0, b'{"x": 1}\n')
-        wrong = api.client.post(f"/v1/jobs/uploads/{upload_id}/complete", json={"sha256": "0" * 64})
+        wrong = api.client.post(f"/v1/uploads/{upload_id}/complete", json={"sha256": "0" * 64})
         assert wrong.status_code == 422
-        assert api.client.get(f"/v1/jobs/uploads/{upload_id}").json()["state"] == "open"
-        malformed = api.client.post(
-            f"/v1/jobs/uploads/{upload_id}/complete", json={"sha256": "nope"}
-        )
+        assert api.client.get(f"/v1/uploads/{upload_id}").json()["state"] == "open"
+        malformed = api.client.post(f"/v1/uploads/{upload_id}/complete", json={"sha256": "nope"})
         assert malformed.status_code == 422
-        unknown = api.client.post(f"/v1/jobs/uploads/{upload_id}/complete", json={"x": 1})
+        unknown = api.client.post(f"/v1/uploads/{upload_id}/complete", json={"x": 1})
         assert unknown.status_code == 422
 
 
 def test_unknown_uploads_are_404(jobs_app: Factory) -> None:
     with jobs_app(embedded=False) as api:
         missing = "f" * 32
-        assert api.client.get(f"/v1/jobs/uploads/{missing}").status_code == 404
+        assert api.client.get(f"/v1/uploads/{missing}").status_code == 404
         assert put(api, missing, 0, b"a").status_code == 404
-        assert api.client.post(f"/v1/jobs/uploads/{missing}/complete").status_code == 404
-        assert api.client.get("/v1/jobs/uploads/not-an-id").status_code == 422
+        assert api.client.post(f"/v1/uploads/{missing}/complete").status_code == 404
+        assert api.client.get("/v1/uploads/not-an-id").status_code == 422

@@ -62,6 +62,10 @@ def _path(*parts: str) -> str:
     return "/v1/jobs" + "".join("/" + quote(p, safe="") for p in parts)
 
 
+def _upload_path(*parts: str) -> str:
+    return "/v1/uploads" + "".join("/" + quote(p, safe="") for p in parts)
+
+
 def _check_format(value: str | None, what: str) -> str | None:
     if value is not None and value not in FORMATS:
         usage_error(f"{what} must be one of {', '.join(FORMATS)} (got {value!r})")
@@ -88,7 +92,7 @@ def _put_part(
 ) -> int:
     """Send one part; the upload's size afterwards. After a broken connection or a 5xx the
     server is asked where the upload ends and that is where the next part starts."""
-    path = _path("uploads", upload_id)
+    path = _upload_path(upload_id)
     for attempt in range(PART_TRIES):
         try:
             response = client.put(
@@ -119,7 +123,7 @@ def _put_part(
 
 def upload_file(file: Path, *, url: str, api_key: str | None, timeout: float) -> str:
     """Upload `file` in parts with a progress bar; the completed upload's id."""
-    created = json_of(send("POST", url, _path("uploads"), api_key=api_key, timeout=timeout))
+    created = json_of(send("POST", url, _upload_path(), api_key=api_key, timeout=timeout))
     size = file.stat().st_size
     if size > created["max_bytes"]:
         failed(f"{file} is {size} bytes; the server takes uploads up to {created['max_bytes']}")
@@ -146,7 +150,7 @@ def upload_file(file: Path, *, url: str, api_key: str | None, timeout: float) ->
     send(
         "POST",
         url,
-        _path("uploads", created["id"], "complete"),
+        _upload_path(created["id"], "complete"),
         api_key=api_key,
         timeout=timeout,
         content=body,

@@ -1,4 +1,5 @@
-"""HTTP routes of batch jobs and their uploads, under `/v1/jobs/...`, and their place in the app.
+"""HTTP routes of batch jobs (`/v1/jobs/...`) and of their uploads (`/v1/uploads/...`), and
+their place in the app.
 
 Translation only: each handler names its scope (`jobs:read`, `jobs:write`) and calls one
 method of `modelserve.jobs`, which decides visibility (others' jobs are 404). Upload parts are
@@ -51,6 +52,7 @@ from modelserve.schemas.jobs import (
 from modelserve.types import Principal
 
 PREFIX = "/v1/jobs"
+UPLOADS_PREFIX = "/v1/uploads"
 MAX_OFFSET = 1_000_000
 MAX_UPLOAD_OFFSET = 2**53
 # Running chunks get this long to finish when the server stops; the rest are given back.
@@ -86,16 +88,17 @@ def _results_content() -> dict[str, Any]:
     return {media.split(";")[0]: dict(binary) for media in MEDIA_TYPES.values()}
 
 
-def build_jobs_router() -> APIRouter:
-    """Every job route; the app's state must hold `jobs`."""
-    router = APIRouter(prefix=PREFIX, tags=["jobs"])
+def build_uploads_router() -> APIRouter:
+    """The resumable uploads that feed jobs, under `/v1/uploads` (its own path: under
+    `/v1/jobs/` it would share a path pattern with `/v1/jobs/{job_id}`)."""
+    router = APIRouter(prefix=UPLOADS_PREFIX, tags=["jobs"])
 
-    @router.post("/uploads", status_code=201, summary="Start a resumable upload")
+    @router.post("", status_code=201, summary="Start a resumable upload")
     async def create_upload(request: Request, principal: JobsWriter) -> UploadPublic:
         """Then send the file in parts (`PUT`) and complete it; a job reads it by its id."""
         return await _uploads(request).create(principal)
 
-    @router.get("/uploads/{upload_id}", summary="Describe an upload", responses=_NOT_FOUND)
+    @router.get("/{upload_id}", summary="Describe an upload", responses=_NOT_FOUND)
     async def get_upload(
         upload_id: UploadId, request: Request, principal: JobsReader
     ) -> UploadPublic:
@@ -103,7 +106,7 @@ def build_jobs_router() -> APIRouter:
         return await _uploads(request).get(principal, upload_id)
 
     @router.put(
-        "/uploads/{upload_id}",
+        "/{upload_id}",
         summary="Append a part to an upload",
         responses=error_responses(
             ResourceNotFoundError,
@@ -115,7 +118,9 @@ def build_jobs_router() -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "minLength": 1}}
+                },
             }
         },
     )
@@ -139,7 +144,7 @@ def build_jobs_router() -> APIRouter:
             raise MalformedBodyError("the part was interrupted; send it again") from None
 
     @router.post(
-        "/uploads/{upload_id}/complete",
+        "/{upload_id}/complete",
         summary="Complete an upload",
         responses=error_responses(ResourceNotFoundError, ConflictError, InvalidInputError),
     )
@@ -152,6 +157,13 @@ def build_jobs_router() -> APIRouter:
         """With `sha256`, the upload is completed only when the bytes have that digest."""
         digest = body.sha256 if body is not None else None
         return await _uploads(request).complete(principal, upload_id, digest)
+
+    return router
+
+
+def build_jobs_router() -> APIRouter:
+    """Every job route; the app's state must hold `jobs`."""
+    router = APIRouter(prefix=PREFIX, tags=["jobs"])
 
     @router.post(
         "",
@@ -281,7 +293,8 @@ class JobsExtension:
         self.processor: ChunkProcessor | None = None
 
     def install(self, app: FastAPI) -> None:
-        """Add the `/v1/jobs` routes."""
+        """Add the `/v1/uploads` and `/v1/jobs` routes."""
+        app.include_router(build_uploads_router())
         app.include_router(build_jobs_router())
 
     async def startup(self, app: FastAPI) -> None:

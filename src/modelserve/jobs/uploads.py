@@ -1,14 +1,14 @@
 """Resumable uploads of job inputs, in parts, into the registry's artifact store.
 
-    POST /v1/jobs/uploads                       -> {"id", "size": 0, ...}
-    PUT  /v1/jobs/uploads/{id}?offset=0         body: the first bytes   -> {"size": n}
-    PUT  /v1/jobs/uploads/{id}?offset=n         body: the next bytes    -> ...
-    POST /v1/jobs/uploads/{id}/complete         {"sha256"?}             -> {"state": "complete"}
+    POST /v1/uploads                       -> {"id", "size": 0, ...}
+    PUT  /v1/uploads/{id}?offset=0         body: the first bytes   -> {"size": n}
+    PUT  /v1/uploads/{id}?offset=n         body: the next bytes    -> ...
+    POST /v1/uploads/{id}/complete         {"sha256"?}             -> {"state": "complete"}
 
 Each part is streamed into a content-addressed blob (hashed while written, capped while
 written, nothing kept on a refusal: the registry's `BlobWriter`), then recorded at its offset.
 A part must start where the upload ends (`offset` = `size`): after a broken connection the
-client asks `GET /v1/jobs/uploads/{id}` where to go on, and a part sent twice is refused with
+client asks `GET /v1/uploads/{id}` where to go on, and a part sent twice is refused with
 409 instead of being appended twice. The parts are never copied together: a job reads them
 as one file (`inputs.PartsReader`).
 """
@@ -139,8 +139,8 @@ class JobUploads:
                 self._same_digest(row.sha256, sha256)
                 return self.public(row)
             parts = await self.parts(session, upload_id)
-        if not parts:
-            raise InvalidInputError("the upload is empty: send at least one part")
+        if not parts:  # a state, not a malformed request: the parts may still come
+            raise ConflictError("nothing was uploaded yet: send at least one part first")
         digest = await asyncio.to_thread(self._digest, parts)
         self._same_digest(digest, sha256)
         async with self.database.session() as session:
