@@ -145,6 +145,16 @@ def test_state_changes_need_the_sessions_csrf_token(fresh: ConsoleClient) -> Non
     )
 
 
+def test_forms_with_many_files_are_refused(fresh: ConsoleClient) -> None:
+    fresh.signed_in()
+    files = [("f", (f"{i}.bin", b"x", "application/octet-stream")) for i in range(5)]
+    response = fresh.client.post(
+        "/console/models/sizer/playground", data={"csrf_token": fresh.csrf()}, files=files
+    )
+    assert response.status_code == 400
+    assert response.headers["content-security-policy"] == CONSOLE_CSP
+
+
 def test_a_csrf_refusal_is_audited(fresh: ConsoleClient) -> None:
     fresh.signed_in()
     fresh.client.post("/console/keys", data={"name": "k"})

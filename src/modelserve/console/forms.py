@@ -139,6 +139,11 @@ def parse(model: type[ModelT], data: dict[str, Any]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "form"
-        raise InvalidInputError(f"{where}: {first['msg']}") from None
+        raise invalid_input(exc) from None
+
+
+def invalid_input(exc: ValidationError) -> InvalidInputError:
+    """The first problem of a validation error, in the words the API uses (422)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "form"
+    return InvalidInputError(f"{where}: {first['msg']}")

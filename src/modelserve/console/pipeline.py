@@ -18,13 +18,16 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment
+from pydantic import ValidationError
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from modelserve.auth.audit import AuditEvent, Outcome, RequestMeta
 from modelserve.auth.system import AuthSystem
 from modelserve.config import Settings
+from modelserve.console.forms import invalid_input
 from modelserve.console.live import LiveStats
 from modelserve.console.rendering import AssetUrls
 from modelserve.console.security import (
@@ -38,6 +41,7 @@ from modelserve.console.security import (
 from modelserve.console.session import ConsoleSessions, Visitor
 from modelserve.errors import (
     AuthenticationError,
+    MalformedBodyError,
     ModelserveError,
     PermissionDeniedError,
     RateLimitedError,
@@ -231,6 +235,10 @@ def page(handler: Handler, *, activity: bool = True) -> Callable[[Request], Awai
             renewed = None
         except ModelserveError as exc:
             response = error_page(console, request, visit, exc)
+        except ValidationError as exc:  # a schema built from form values (a Split, a body)
+            response = error_page(console, request, visit, invalid_input(exc))
+        except HTTPException as exc:  # Starlette's form parser: a malformed or oversized form
+            response = error_page(console, request, visit, MalformedBodyError(str(exc.detail)))
         secure(response, visit.headers if visit is not None else {})
         if renewed is not None and (visit is None or visit.keep_session):
             response.set_cookie(
