@@ -224,14 +224,33 @@ class ChunkProcessor:
             handle = self.gateway.handle(work.model, work.version)
         except (ServiceNotFoundError, ServiceUnavailableError) as exc:
             raise _Transient(exc.message) from None
+        # Reading, validating and (below) encoding run on a worker thread: on the event loop
+        # they would delay every HTTP request for as long as a chunk's rows take.
         try:
-            rows = await asyncio.to_thread(self._read, lease)
+            items, failures = await asyncio.to_thread(self._read_and_validate, lease, handle)
         except (InputChangedError, ResourceNotFoundError) as exc:
             raise _Permanent(f"the input cannot be read: {exc}") from None
-        failures: list[RowFailure] = []
-        items: list[tuple[int, Any]] = []
+        outputs, rejected = await self._predict(handle, items, lost)
+        failures.extend(rejected)
+        failures.sort(key=lambda f: f.row)
+        if lost.is_set():
+            raise _LeaseLost
+        blob = None
+        if outputs:
+            blob = await asyncio.to_thread(self._store_results, handle, outputs)
+        return ChunkResult(blob, len(outputs), tuple(failures))
+
+    def _read_and_validate(
+        self, lease: Lease, handle: ModelHandle
+    ) -> tuple[list[tuple[int, Any]], list[RowFailure]]:
+        """The chunk's rows validated for the model, and the rows that failed validation."""
+        work = lease.work
+        with open_parts(self.store, work.parts) as stream:
+            rows = read_chunk(stream, work)
         fmt = DataFormat(work.input_format)
         kinds = dict(work.field_kinds)
+        items: list[tuple[int, Any]] = []
+        failures: list[RowFailure] = []
         for number, row in rows:
             if isinstance(row, BadRecord):
                 failures.append(RowFailure(number, "invalid_input", row.message))
@@ -242,22 +261,11 @@ class ChunkProcessor:
                 failures.append(RowFailure(number, "invalid_input", str(exc)))
             except ModelserveError as exc:
                 failures.append(self._failure(number, exc))
-        outputs, rejected = await self._predict(handle, items, lost)
-        failures.extend(rejected)
-        failures.sort(key=lambda f: f.row)
-        if lost.is_set():
-            raise _LeaseLost
-        blob = None
-        if outputs:
-            data = encode_results(sorted(outputs.items()))
-            blob = await asyncio.to_thread(self._store_blob, data)
-        return ChunkResult(blob, len(outputs), tuple(failures))
+        return items, failures
 
-    def _read(self, lease: Lease) -> list[Any]:
-        with open_parts(self.store, lease.work.parts) as stream:
-            return read_chunk(stream, lease.work)
-
-    def _store_blob(self, data: bytes) -> str:
+    def _store_results(self, handle: ModelHandle, outputs: dict[int, Any]) -> str:
+        """The chunk's results as one blob (JSON lines in row order); its digest."""
+        data = encode_results((row, handle.dump(outputs[row])) for row in sorted(outputs))
         writer = self.store.writer(max_bytes=max(1, len(data)))
         try:
             writer.write(data)
@@ -282,11 +290,11 @@ class ChunkProcessor:
 
     async def _predict(
         self, handle: ModelHandle, items: list[tuple[int, Any]], lost: asyncio.Event
-    ) -> tuple[dict[int, bytes], list[RowFailure]]:
-        """Each item's output JSON, or its failure; rows the engine shed or timed out are
-        tried again (ROW_TRIES), then the chunk is given back as a whole."""
+    ) -> tuple[dict[int, Any], list[RowFailure]]:
+        """Each item's output, or its failure; rows the engine shed or timed out are tried
+        again (ROW_TRIES), then the chunk is given back as a whole."""
         share = self._share(handle)
-        outputs: dict[int, bytes] = {}
+        outputs: dict[int, Any] = {}
         failures: list[RowFailure] = []
         pending = items
         for attempt in range(ROW_TRIES):
@@ -318,7 +326,7 @@ class ChunkProcessor:
                 except ModelserveError as exc:
                     failures.append(self._failure(number, exc))
                 else:
-                    outputs[number] = handle.dump(output)
+                    outputs[number] = output
             if not again:
                 return outputs, failures
             pending = again
