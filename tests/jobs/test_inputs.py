@@ -70,6 +70,8 @@ def test_a_csv_record_with_the_wrong_field_count_is_a_bad_record() -> None:
         (b"", DataFormat.CSV, "no header"),
         (b"a,,b\n", DataFormat.CSV, "empty or repeated"),
         (b'a\n"unclosed\n', DataFormat.CSV, "cannot be read"),
+        (b'"unclosed header\n', DataFormat.CSV, "cannot be read"),
+        (b"a\n" + b"x" * (17 * 1024 * 1024) + b"\n", DataFormat.CSV, "cannot be read"),
         (b"not parquet at all", DataFormat.PARQUET, "Parquet"),
         (b"{}\n" * 11, DataFormat.JSONL, "more than 10 rows"),
     ],

@@ -30,12 +30,21 @@ class Sink:
 
     def __init__(self, answer: Callable[[Any], Any] | None = None) -> None:
         self.answer = answer or (lambda item: {"y": item["x"] * 2})
-        self.queue_depth = 0
+        self.depth = 0
+        self.queue_depth_is_in_flight = False
         self.enqueued = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.hold = False
         self.started = asyncio.Event()
+
+    @property
+    def queue_depth(self) -> int:
+        return self.in_flight if self.queue_depth_is_in_flight else self.depth
+
+    @queue_depth.setter
+    def queue_depth(self, value: int) -> None:
+        self.depth = value
 
     def enqueue(self, item: Any, trace: object | None = None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -155,6 +164,19 @@ async def test_jobs_hold_back_while_requests_fill_a_batch() -> None:
     sink.queue_depth = 0
     assert await task == "done"
     assert sink.enqueued == 40
+    share = processor.share(processor.gateway.handle(*MODEL))
+    assert share.held_back == 1
+    assert share.in_flight == 0
+
+
+async def test_its_own_queued_rows_do_not_hold_a_job_back() -> None:
+    sink = Sink()
+    queue, processor, [work] = setup(sink, batch_share=0.5)
+    await queue.enqueue([work])
+    sink.queue_depth_is_in_flight = True  # everything queued is the job's own
+    assert await processor.run(work.task)
+    assert processor.share(processor.gateway.handle(*MODEL)).held_back == 0
+    assert sink.max_in_flight == 4
 
 
 async def test_bad_and_refused_rows_fail_alone() -> None:

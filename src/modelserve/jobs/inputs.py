@@ -154,16 +154,16 @@ def plan_input(stream: BinaryIO, fmt: DataFormat, *, chunk_size: int, max_rows: 
         return InputPlan(cutter.rows, cutter.finish(position))
     lines = _Lines(stream)
     reader = _csv_reader(lines)
-    header = next(reader, None)
-    while header is not None and not header:  # blank lines before the header
-        header = next(reader, None)
-    if header is None:
-        raise InvalidInputError("the CSV file has no header line")
-    columns = tuple(header)
-    if len(set(columns)) != len(columns) or not all(columns):
-        raise InvalidInputError("the CSV header has empty or repeated column names")
-    start = lines.position
     try:
+        header = next(reader, None)
+        while header is not None and not header:  # blank lines before the header
+            header = next(reader, None)
+        if header is None:
+            raise InvalidInputError("the CSV file has no header line")
+        columns = tuple(header)
+        if len(set(columns)) != len(columns) or not all(columns):
+            raise InvalidInputError("the CSV header has empty or repeated column names")
+        start = lines.position
         for record in reader:
             if record:
                 cutter.row(start, lines.position)
@@ -242,10 +242,13 @@ def read_chunk(stream: BinaryIO, work: ChunkWork) -> list[Row]:
                 number += 1
     else:
         text = data.decode("utf-8", "surrogateescape")
-        for record in _csv_reader(text.splitlines(keepends=True)):
-            if record:
-                rows.append((number, _record(work.columns, record)))
-                number += 1
+        try:
+            for record in _csv_reader(text.splitlines(keepends=True)):
+                if record:
+                    rows.append((number, _record(work.columns, record)))
+                    number += 1
+        except csv.Error as exc:  # it parsed at submit: the bytes changed since
+            raise InputChangedError(f"chunk {work.task.index}: {exc}") from None
     if number != work.row_end:
         raise InputChangedError(f"chunk {work.task.index} read {number - work.row_start} rows")
     return rows

@@ -5,8 +5,8 @@
 1. its rows are read from the upload and validated by the HTTP codec; a bad row becomes a
    failed row with the code `/predict` would have answered, never a failed chunk;
 2. the rest go into the model's batching engine, at most `batch_share * max_batch_size` at a
-   time per model (shared by every chunk of this process), and not while a batch's worth of
-   requests already waits, so jobs fill gaps between requests instead of queuing ahead of them;
+   time per model (shared by every chunk of this process), and none while requests wait in
+   the engine's queue, so jobs fill gaps between requests instead of queuing ahead of them;
 3. the results are written as one blob, then acked with the failed rows in one transaction
    (the checkpoint). A lost lease (expired and taken over, or the job cancelled) stops the
    chunk and nothing of it is recorded.
@@ -47,7 +47,7 @@ from modelserve.errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
-from modelserve.jobs.gateway import ModelGateway, ModelHandle
+from modelserve.jobs.gateway import ItemSink, ModelGateway, ModelHandle
 from modelserve.jobs.inputs import (
     BadRecord,
     InputChangedError,
@@ -68,7 +68,7 @@ logger = logging.getLogger("modelserve.jobs")
 # given back to retry later.
 ROW_TRIES = 3
 ROW_RETRY_S = 0.05
-# How long a job waits for the model's queue to drop below one batch before it submits anyway.
+# How long a job row waits for queued requests to go first before it is submitted anyway.
 YIELD_STEP_S = 0.002
 YIELD_MAX_S = 0.5
 TRANSIENT = (OverloadedError, ServiceUnavailableError, DeadlineExceededError)
@@ -115,6 +115,37 @@ def backoff_s(attempt: int, config: JobsConfig) -> float:
     return float(min(config.retry_max_s, config.retry_base_s * 2 ** max(0, attempt - 1)))
 
 
+class ModelShare:
+    """Job rows one process may have in one model version's engine, and requests first.
+
+    At most `permits` rows at a time, over every chunk running here. Before each row goes in,
+    the job holds back (up to YIELD_MAX_S) while items that are not its own wait in the
+    engine's queue: requests that arrived go into the next batch ahead of the job's rows.
+    """
+
+    def __init__(self, permits: int) -> None:
+        self.permits = permits
+        self.in_flight = 0
+        self.held_back = 0  # times a row waited for requests (tests and curiosity)
+        self._slots = asyncio.Semaphore(permits)
+
+    async def take(self, sink: ItemSink) -> None:
+        """Wait for a free slot and for no request to be waiting; then the slot is taken."""
+        await self._slots.acquire()
+        waited = 0.0
+        if sink.queue_depth > self.in_flight:
+            self.held_back += 1
+        while sink.queue_depth > self.in_flight and waited < YIELD_MAX_S:
+            await asyncio.sleep(YIELD_STEP_S)
+            waited += YIELD_STEP_S
+        self.in_flight += 1
+
+    def give(self) -> None:
+        """A row is answered (or was never queued): its slot is free again."""
+        self.in_flight -= 1
+        self._slots.release()
+
+
 class ChunkProcessor:
     """Processes leased chunks of every job in this process (one instance per process)."""
 
@@ -132,7 +163,7 @@ class ChunkProcessor:
         self.gateway = gateway
         self.config = config
         self.observer: JobObserver = observer or NullJobObserver()
-        self._shares: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._shares: dict[tuple[str, str], ModelShare] = {}
 
     async def run(self, task: ChunkTask) -> bool:
         """`ChunkRunner`: lease the named chunk and process it; False if it was not leasable."""
@@ -273,27 +304,21 @@ class ChunkProcessor:
         finally:
             writer.abort()
 
-    def _share(self, handle: ModelHandle) -> asyncio.Semaphore:
+    def share(self, handle: ModelHandle) -> ModelShare:
+        """This process's allowance of job rows in one model version's engine."""
         key = (handle.name, handle.version)
         share = self._shares.get(key)
         if share is None:
             permits = max(1, int(self.config.batch_share * handle.max_batch_size))
-            share = self._shares[key] = asyncio.Semaphore(permits)
+            share = self._shares[key] = ModelShare(permits)
         return share
-
-    async def _yield_to_requests(self, handle: ModelHandle) -> None:
-        # A batch's worth of items already waiting means requests are queued: let them go first.
-        waited = 0.0
-        while handle.sink.queue_depth >= handle.max_batch_size and waited < YIELD_MAX_S:
-            await asyncio.sleep(YIELD_STEP_S)
-            waited += YIELD_STEP_S
 
     async def _predict(
         self, handle: ModelHandle, items: list[tuple[int, Any]], lost: asyncio.Event
     ) -> tuple[dict[int, Any], list[RowFailure]]:
         """Each item's output, or its failure; rows the engine shed or timed out are tried
         again (ROW_TRIES), then the chunk is given back as a whole."""
-        share = self._share(handle)
+        share = self.share(handle)
         outputs: dict[int, Any] = {}
         failures: list[RowFailure] = []
         pending = items
@@ -303,19 +328,18 @@ class ChunkProcessor:
             for number, item in pending:
                 if lost.is_set():
                     raise _LeaseLost
-                await share.acquire()
-                await self._yield_to_requests(handle)
+                await share.take(handle.sink)
                 try:
                     future = handle.sink.enqueue(item)
                 except TRANSIENT:
-                    share.release()
+                    share.give()
                     again.append((number, item))
                     continue
                 except ModelserveError as exc:
-                    share.release()
+                    share.give()
                     failures.append(self._failure(number, exc))
                     continue
-                future.add_done_callback(lambda _done: share.release())
+                future.add_done_callback(lambda _done: share.give())
                 future.add_done_callback(_retrieve)
                 submitted.append((number, item, future))
             for number, item, future in submitted:
