@@ -106,7 +106,7 @@ def render_site(source: str, backends: list[tuple[int, bool]], listen_port: int)
     return site
 
 
-def main_config(run_dir: Path, *, access_log: bool = True) -> str:
+def main_config(run_dir: Path) -> str:
     """nginx.conf around the shipped site: what /etc/nginx/nginx.conf is in a container."""
     tmp = run_dir / "tmp"
     user = ""
@@ -114,7 +114,6 @@ def main_config(run_dir: Path, *, access_log: bool = True) -> str:
         # A master started as root drops its workers to `nobody`, which must then be able to
         # write request bodies to the temporary folders.
         user = "user nobody nogroup;"
-    log = f"access_log {run_dir}/access.log modelserve_json;" if access_log else "access_log off;"
     return f"""\
 {user}
 daemon off;
@@ -130,7 +129,6 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     include conf.d/modelserve.conf;
-    {log}
 }}
 """
 
@@ -149,7 +147,11 @@ def lay_out_nginx(
     shutil.copytree(DEPLOY_NGINX / "modelserve", run_dir / "modelserve", dirs_exist_ok=True)
     source = (DEPLOY_NGINX / "modelserve.conf").read_text()
     site = render_site(source, backends, listen_port)
-    (run_dir / "conf.d" / "modelserve.conf").write_text(site + extra)
+    # The shipped site logs where the official image collects it; here, into the run folder.
+    site, logs = re.subn(r"/var/log/nginx/access\.log", f"{run_dir}/access.log", site + extra)
+    if logs < 1:
+        raise ValueError("the site has no `access_log /var/log/nginx/access.log` line")
+    (run_dir / "conf.d" / "modelserve.conf").write_text(site)
     conf = run_dir / "nginx.conf"
     conf.write_text(main_config(run_dir))
     return conf

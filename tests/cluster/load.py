@@ -43,6 +43,10 @@ class OpenLoop:
     rate: float = 100.0
     max_s: float = 120.0
     timeout_s: float = 30.0
+    # False: a new connection per request. An nginx reload closes the old workers' idle
+    # client connections at once, and a request written on one at that instant is lost
+    # between the client and nginx, whatever the replicas do.
+    keepalive: bool = True
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -60,7 +64,9 @@ class OpenLoop:
         return sorted(self.outcomes, key=lambda o: o.sent)
 
     async def _run(self) -> None:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=50 if self.keepalive else 0
+        )
         async with httpx.AsyncClient(
             base_url=self.base_url, timeout=self.timeout_s, limits=limits
         ) as client:
