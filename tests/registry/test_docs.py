@@ -27,7 +27,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DOC = REPO / "docs" / "registry.md"
 BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 FLOWER = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2, "petal_width": 1.5}
-DEV_KEY_LINE = "export MODELSERVE_API_KEY=$(modelserve keys dev)"
+# A file-path Service needs the admin scope, which the dev key lacks (effective scopes).
+KEY_LINE = (
+    "export MODELSERVE_API_KEY=$(modelserve keys create --owner admin --name registry-demo"
+    " --scope admin)"
+)
 
 
 def doc_script() -> str:
@@ -86,7 +90,7 @@ def test_worked_example_runs_as_written(tmp_path: Path) -> None:
         headers, enforced = auth_headers(server, data_dir)
         assert enforced
         assert headers
-        assert DEV_KEY_LINE in script
+        assert KEY_LINE in script
         port = server.url.rsplit(":", 1)[1]
         script = script.replace("localhost:8000", f"127.0.0.1:{port}")
         env = {

@@ -105,6 +105,22 @@ def status_and_code(exc: BaseException) -> tuple[int, str]:
     return 500, "internal_error"
 
 
+# The codes whose `details` is always a list of problems, `{"loc", "msg", "type"}` each (as
+# FastAPI's and pydantic's validation errors are); every other code's `details` is an object
+# or null. docs/api.md, "Errors", lists the shape per code.
+LIST_DETAIL_CODES = frozenset({"invalid_input", "malformed_body"})
+
+
+def problems(message: str, details: Any) -> list[Any]:
+    """`details` of a list-shaped code as a list: an object's keys become the locations of one
+    problem each (its values, which may echo the input, are dropped), null an empty list."""
+    if isinstance(details, list):
+        return details
+    if isinstance(details, dict):
+        return [{"loc": [key], "msg": message, "type": "value_error"} for key in details]
+    return []
+
+
 def error_body(code: str, message: str, details: Any, request_id: str | None) -> bytes:
     """Serialize the one error body (with the request's `trace_id` when tracing is on)."""
     error = {"code": code, "message": message, "details": details, "request_id": request_id}
@@ -135,6 +151,8 @@ def render_error(
         message, details = exc.message, exc.details
     else:
         message, details = GENERIC_500_MESSAGE, None
+    if code in LIST_DETAIL_CODES:
+        details = problems(message, details)
     return status, headers, error_body(code, message, details, request_id)
 
 
@@ -177,7 +195,8 @@ def install_error_handlers(app: FastAPI) -> None:
             if allow:
                 extra["Allow"] = ", ".join(allow)
         headers = [(k.encode(), v.encode()) for k, v in extra.items()]
-        body = error_body(code, message, None, _request_id(request))
+        details = problems(message, None) if code in LIST_DETAIL_CODES else None
+        body = error_body(code, message, details, _request_id(request))
         return _response(exc.status_code, headers, body)
 
     async def on_unhandled(request: Request, exc: Exception) -> Response:
