@@ -8,6 +8,7 @@ versions and batching engine as its HTTP API, checkpointed per chunk.
     work.py         the runner seam: `JobQueue`, `ChunkRunner` and their frozen payloads
     sql_queue.py    the queue in the database (leases with SKIP LOCKED / a lease column)
     processing.py   one chunk: validate, predict, write, ack (or retry, or fail)
+    sharing.py      how much of a served model a job may take (slots, requests first, time)
     runner.py       the embedded runner of a server process
     gateway.py      how jobs reach served models (`ModelGateway`)
     states.py       job and chunk states and their transitions

@@ -47,6 +47,8 @@ class ModelHandle:
     dump: Dump
     sink: ItemSink
     max_batch_size: int
+    # Items the version answered so far, requests and job rows (pacing: `sharing.py`).
+    items_seen: Callable[[], int] | None = None
 
 
 class ModelGateway(Protocol):
@@ -119,6 +121,7 @@ class RuntimeGateway:
             dump=dump,
             sink=engine,
             max_batch_size=spec.batching.max_batch_size,
+            items_seen=lambda: deployed.counters.items,
         )
 
     def schemas(self, model: str, version: str) -> tuple[dict[str, Any], dict[str, Any]]:

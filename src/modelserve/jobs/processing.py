@@ -4,9 +4,8 @@
 
 1. its rows are read from the upload and validated by the HTTP codec; a bad row becomes a
    failed row with the code `/predict` would have answered, never a failed chunk;
-2. the rest go into the model's batching engine, at most `batch_share * max_batch_size` at a
-   time per model (shared by every chunk of this process), and none while requests wait in
-   the engine's queue, so jobs fill gaps between requests instead of queuing ahead of them;
+2. the rest go into the model's batching engine as `sharing.ModelShare` allows: a share of
+   its batch slots, requests first, and a share of the time while requests are served;
 3. the results are written as one blob, then acked with the failed rows in one transaction
    (the checkpoint). A lost lease (expired and taken over, or the job cancelled) stops the
    chunk and nothing of it is recorded.
@@ -47,7 +46,7 @@ from modelserve.errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
-from modelserve.jobs.gateway import ItemSink, ModelGateway, ModelHandle
+from modelserve.jobs.gateway import ModelGateway, ModelHandle
 from modelserve.jobs.inputs import (
     BadRecord,
     InputChangedError,
@@ -57,6 +56,7 @@ from modelserve.jobs.inputs import (
     read_chunk,
 )
 from modelserve.jobs.outputs import encode_results
+from modelserve.jobs.sharing import ModelShare
 from modelserve.jobs.work import ChunkResult, ChunkTask, JobQueue, Lease, RowFailure
 from modelserve.observability import tracing
 from modelserve.registry.artifacts import ArtifactStore
@@ -68,9 +68,6 @@ logger = logging.getLogger("modelserve.jobs")
 # given back to retry later.
 ROW_TRIES = 3
 ROW_RETRY_S = 0.05
-# How long a job row waits for queued requests to go first before it is submitted anyway.
-YIELD_STEP_S = 0.002
-YIELD_MAX_S = 0.5
 TRANSIENT = (OverloadedError, ServiceUnavailableError, DeadlineExceededError)
 CHUNK_FAILED = "chunk_failed"
 INPUT_UNREADABLE = "input_unreadable"
@@ -113,37 +110,6 @@ class _LeaseLost(Exception):
 def backoff_s(attempt: int, config: JobsConfig) -> float:
     """Delay before try `attempt + 1`: base * 2^(attempt-1), capped."""
     return float(min(config.retry_max_s, config.retry_base_s * 2 ** max(0, attempt - 1)))
-
-
-class ModelShare:
-    """Job rows one process may have in one model version's engine, and requests first.
-
-    At most `permits` rows at a time, over every chunk running here. Before each row goes in,
-    the job holds back (up to YIELD_MAX_S) while items that are not its own wait in the
-    engine's queue: requests that arrived go into the next batch ahead of the job's rows.
-    """
-
-    def __init__(self, permits: int) -> None:
-        self.permits = permits
-        self.in_flight = 0
-        self.held_back = 0  # times a row waited for requests (tests and curiosity)
-        self._slots = asyncio.Semaphore(permits)
-
-    async def take(self, sink: ItemSink) -> None:
-        """Wait for a free slot and for no request to be waiting; then the slot is taken."""
-        await self._slots.acquire()
-        waited = 0.0
-        if sink.queue_depth > self.in_flight:
-            self.held_back += 1
-        while sink.queue_depth > self.in_flight and waited < YIELD_MAX_S:
-            await asyncio.sleep(YIELD_STEP_S)
-            waited += YIELD_STEP_S
-        self.in_flight += 1
-
-    def give(self) -> None:
-        """A row is answered (or was never queued): its slot is free again."""
-        self.in_flight -= 1
-        self._slots.release()
 
 
 class ChunkProcessor:
@@ -310,7 +276,9 @@ class ChunkProcessor:
         share = self._shares.get(key)
         if share is None:
             permits = max(1, int(self.config.batch_share * handle.max_batch_size))
-            share = self._shares[key] = ModelShare(permits)
+            share = self._shares[key] = ModelShare(
+                permits, share=self.config.batch_share, items_seen=handle.items_seen
+            )
         return share
 
     async def _predict(
@@ -332,15 +300,14 @@ class ChunkProcessor:
                 try:
                     future = handle.sink.enqueue(item)
                 except TRANSIENT:
-                    share.give()
+                    share.give(answered=False)
                     again.append((number, item))
                     continue
                 except ModelserveError as exc:
-                    share.give()
+                    share.give(answered=False)
                     failures.append(self._failure(number, exc))
                     continue
-                future.add_done_callback(lambda _done: share.give())
-                future.add_done_callback(_retrieve)
+                future.add_done_callback(share.done)
                 submitted.append((number, item, future))
             for number, item, future in submitted:
                 try:
@@ -370,12 +337,6 @@ def _json_safe(details: Any) -> Any:
     except TypeError:
         return {"text": str(details)[:500]}
     return details
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # A chunk stopped early never awaits the rest of its futures: mark their errors seen.
-    if not future.cancelled():
-        future.exception()
 
 
 def _describe(exc: BaseException) -> str:
