@@ -323,6 +323,26 @@ def test_a_post_without_the_csrf_token_is_refused(admin: Tab) -> None:
     assert "forged" not in admin.page.content()
 
 
+def test_another_site_can_neither_frame_nor_post(admin: Tab) -> None:
+    # A page of another origin (about:blank, opaque) framing the console, and posting a form to
+    # it from the signed-in user's browser.
+    admin.page.goto("about:blank")
+    admin.page.set_content(f'<iframe src="{admin.console.base}/keys" title="framed"></iframe>')
+    framed = admin.page.frames[1]
+    framed.wait_for_load_state()
+    # Refused by frame-ancestors 'none' / X-Frame-Options: Chromium shows its error page.
+    assert framed.url.startswith("chrome-error://"), framed.url
+    admin.page.set_content(
+        f'<form method="post" action="{admin.console.base}/keys">'
+        '<input name="name" value="cross-site"><input name="scopes" value="admin"></form>'
+    )
+    with admin.page.expect_navigation() as posted:
+        admin.page.evaluate("document.forms[0].submit()")
+    assert posted.value.status == 403  # no session cookie (SameSite=Strict), no token
+    admin.goto("/keys")
+    assert "cross-site" not in admin.page.content()
+
+
 def test_members_do_not_find_admin_pages(admin: Tab, browser: Any) -> None:
     name = f"member-{uuid.uuid4().hex[:6]}"
     admin.goto("/users")
