@@ -126,3 +126,16 @@ def test_csv_cells_become_the_json_their_fields_take() -> None:
     # empty cell of a non-string field is no value at all.
     odd = {"n": "abc", "flag": "yes", "i": ""}
     assert orjson.loads(as_json(odd, DataFormat.CSV, kinds)) == {"n": "abc", "flag": "yes"}
+
+
+def test_csv_without_quotes_is_cut_the_same_way_as_with_them() -> None:
+    rows = [f"{i},{i * 2}" for i in range(9)]
+    plain = (
+        "\r\n" + "a,b\r\n" + "\r\n".join(rows[:4]) + "\r\n\r\n" + "\r\n".join(rows[4:])
+    ).encode()
+    quoted = plain.replace(b"8,16", b'8,"16"')  # one quote: the csv module cuts this one
+    cut_plain = chunks_of(plain, DataFormat.CSV, 4)
+    assert cut_plain == chunks_of(quoted, DataFormat.CSV, 4)
+    assert [r for chunk in cut_plain for r in chunk] == [
+        (i, {"a": str(i), "b": str(i * 2)}) for i in range(9)
+    ]
