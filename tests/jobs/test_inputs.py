@@ -10,14 +10,8 @@ import orjson
 import pytest
 
 from modelserve.errors import InvalidInputError
-from modelserve.jobs.inputs import (
-    BadRecord,
-    as_json,
-    field_kinds,
-    open_parts,
-    plan_input,
-    read_chunk,
-)
+from modelserve.jobs.inputs import BadRecord, open_parts, plan_input, read_chunk
+from modelserve.jobs.rows import as_json, field_kinds
 from modelserve.jobs.work import ChunkTask, ChunkWork, InputPart
 from modelserve.registry.artifacts import MemoryArtifactStore
 from modelserve.schemas.jobs import DataFormat
@@ -139,3 +133,15 @@ def test_csv_without_quotes_is_cut_the_same_way_as_with_them() -> None:
     assert [r for chunk in cut_plain for r in chunk] == [
         (i, {"a": str(i), "b": str(i * 2)}) for i in range(9)
     ]
+
+
+def test_a_tiny_chunk_size_cannot_make_too_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelserve.jobs import inputs
+
+    monkeypatch.setattr(inputs, "MAX_CHUNKS", 3)
+    assert (
+        len(plan_input(io.BytesIO(b"{}\n" * 9), DataFormat.JSONL, chunk_size=3, max_rows=99).chunks)
+        == 3
+    )
+    with pytest.raises(InvalidInputError, match="more than 3 chunks"):
+        plan_input(io.BytesIO(b"{}\n" * 10), DataFormat.JSONL, chunk_size=3, max_rows=99)

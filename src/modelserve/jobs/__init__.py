@@ -4,6 +4,7 @@ versions and batching engine as its HTTP API, checkpointed per chunk.
     uploads.py      resumable uploads of inputs (parts in the artifact store)
     service.py      submit / list / show / cancel / retry, results and failed rows
     inputs.py       reading JSON lines, CSV and Parquet; cutting chunks
+    rows.py         a row as the JSON body of a predict request (CSV cells typed)
     outputs.py      results per chunk; JSON lines, CSV and Parquet downloads
     work.py         the runner seam: `JobQueue`, `ChunkRunner` and their frozen payloads
     sql_queue.py    the queue in the database (leases with SKIP LOCKED / a lease column)

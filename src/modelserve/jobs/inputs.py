@@ -4,7 +4,8 @@ An upload is a list of parts (blobs); `PartsReader` reads them as one seekable f
 and CSV chunks remember their byte range, so a chunk reads only its own bytes; Parquet chunks
 read the row groups that hold their rows. Blank lines are not rows. Rows come out as what an
 HTTP client would have sent: a JSON line as it is, a CSV record or a Parquet row as a JSON
-object (`as_json`), so the model's input is validated by the very code that validates requests.
+object (`rows.as_json`), so the model's input is validated by the very code that validates
+requests.
 
 Everything here blocks (file I/O): async callers run it in a thread.
 """
@@ -13,11 +14,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-
-import orjson
 
 from modelserve.db.repos.jobs import ChunkPlan
 from modelserve.errors import InvalidInputError
@@ -26,6 +25,9 @@ from modelserve.registry.artifacts import ArtifactStore
 from modelserve.schemas.jobs import DataFormat
 
 READ_BUFFER = 256 * 1024
+# Chunks of one job: each is a row of the queue, so a tiny chunk size over a large file must
+# not become millions of them.
+MAX_CHUNKS = 100_000
 # A CSV field may be long (an embedded document), but not unbounded.
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
 
@@ -131,6 +133,7 @@ class _Cutter:
 
     def _close(self, end: int) -> None:
         assert self._start is not None
+        _check_chunks(len(self.chunks) + 1, self.size)
         self.chunks.append(ChunkPlan(self._first_row, self.rows, self._start, end))
         self._start = None
 
@@ -237,8 +240,18 @@ def _plan_parquet(stream: BinaryIO, chunk_size: int, max_rows: int) -> InputPlan
             f"the input has more than {max_rows} rows; split it into several jobs",
             details={"max_rows": max_rows},
         )
+    _check_chunks(-(-total // chunk_size), chunk_size)
     chunks = [ChunkPlan(s, min(s + chunk_size, total)) for s in range(0, total, chunk_size)]
     return InputPlan(total, chunks, names)
+
+
+def _check_chunks(count: int, chunk_size: int) -> None:
+    if count > MAX_CHUNKS:
+        raise InvalidInputError(
+            f"a chunk_size of {chunk_size} cuts this input into more than {MAX_CHUNKS} chunks;"
+            " give a larger chunk_size",
+            details={"max_chunks": MAX_CHUNKS},
+        )
 
 
 class _Lines:
@@ -331,68 +344,3 @@ def _read_parquet(stream: BinaryIO, work: ChunkWork) -> list[Row]:
     if len(rows) != work.rows:
         raise InputChangedError(f"chunk {work.task.index} read {len(rows)} rows")
     return rows
-
-
-# -- as the JSON an HTTP client would send ---------------------------------------------------
-
-
-def field_kinds(input_schema: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """JSON types each top-level input field accepts, from the model's input JSON schema."""
-    kinds: dict[str, tuple[str, ...]] = {}
-    for name, prop in (input_schema.get("properties") or {}).items():
-        found: list[str] = []
-        for option in [prop, *prop.get("anyOf", []), *prop.get("oneOf", [])]:
-            kind = option.get("type")
-            if isinstance(kind, str):
-                found.append(kind)
-            elif isinstance(kind, list):
-                found.extend(k for k in kind if isinstance(k, str))
-            elif "$ref" in option or "properties" in option:
-                found.append("object")
-        kinds[name] = tuple(dict.fromkeys(found))
-    return kinds
-
-
-_OMIT = object()
-
-
-def _cell(value: str, kinds: tuple[str, ...]) -> Any:
-    """A CSV cell as the JSON value its field takes; left a string when it is not one."""
-    if value == "":
-        return None if "null" in kinds else (value if "string" in kinds else _OMIT)
-    if "number" in kinds or "integer" in kinds:
-        try:
-            number = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            number = None
-        if isinstance(number, int | float) and not isinstance(number, bool):
-            return number
-    if "boolean" in kinds and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if "array" in kinds or "object" in kinds:
-        try:
-            nested = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            nested = None
-        if isinstance(nested, list | dict):
-            return nested
-    return value
-
-
-class UnsendableValueError(ValueError):
-    """Raised for a row value JSON cannot carry (raw bytes, a decimal...)."""
-
-
-def as_json(
-    row: bytes | dict[str, Any], fmt: DataFormat, kinds: Mapping[str, tuple[str, ...]]
-) -> bytes:
-    """The row as the JSON body of a predict request (raises UnsendableValueError)."""
-    if isinstance(row, bytes):
-        return row
-    if fmt is DataFormat.CSV:
-        converted = {k: _cell(v, kinds.get(k, ("string",))) for k, v in row.items()}
-        row = {k: v for k, v in converted.items() if v is not _OMIT}
-    try:
-        return orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise UnsendableValueError(f"the row holds a value JSON cannot carry: {exc}") from None

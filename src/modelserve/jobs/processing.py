@@ -47,15 +47,9 @@ from modelserve.errors import (
     ServiceUnavailableError,
 )
 from modelserve.jobs.gateway import ModelGateway, ModelHandle
-from modelserve.jobs.inputs import (
-    BadRecord,
-    InputChangedError,
-    UnsendableValueError,
-    as_json,
-    open_parts,
-    read_chunk,
-)
+from modelserve.jobs.inputs import BadRecord, InputChangedError, open_parts, read_chunk
 from modelserve.jobs.outputs import encode_results
+from modelserve.jobs.rows import UnsendableValueError, as_json
 from modelserve.jobs.sharing import ModelShare
 from modelserve.jobs.work import ChunkResult, ChunkTask, JobQueue, Lease, RowFailure
 from modelserve.observability import tracing

@@ -31,8 +31,9 @@ from modelserve.errors import (
     ResourceNotFoundError,
 )
 from modelserve.jobs.gateway import ModelGateway
-from modelserve.jobs.inputs import InputPlan, field_kinds, open_parts, plan_input
+from modelserve.jobs.inputs import InputPlan, open_parts, plan_input
 from modelserve.jobs.outputs import iter_results, output_columns
+from modelserve.jobs.rows import field_kinds
 from modelserve.jobs.sql_queue import chunk_work
 from modelserve.jobs.states import JobState
 from modelserve.jobs.uploads import JobUploads, new_id
