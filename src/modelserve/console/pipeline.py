@@ -61,6 +61,7 @@ MAX_FORM_FIELDS = 200
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Usernames looked up to show who did what (past it, ids are shown).
 USER_NAMES = 100
+USER_NAMES_KEPT = 10_000
 
 
 class ConsoleNotFoundError(ResourceNotFoundError):
@@ -79,6 +80,21 @@ class Console:
     assets: AssetFolder
     live: LiveStats
     mount: str
+    # User id -> username of recent visitors. Usernames never change (there is no rename), so
+    # a page need not ask the database who its visitor is each time; bounded by USER_NAMES_KEPT.
+    usernames: dict[str, str] = field(default_factory=dict)
+
+    async def username(self, principal: Principal) -> str:
+        """The visitor's username (looked up once per process)."""
+        known = self.usernames.get(principal.subject)
+        if known is not None:
+            return known
+        described = await self.auth.accounts.describe(principal)
+        name = described.user.username if described.user is not None else "?"
+        if len(self.usernames) >= USER_NAMES_KEPT:
+            self.usernames.clear()
+        self.usernames[principal.subject] = name
+        return name
 
 
 @dataclass
@@ -222,8 +238,7 @@ def page(handler: Handler, *, activity: bool = True) -> Callable[[Request], Awai
                         details={"reason": "csrf"},
                     )
                     return secure(_refusal(console, request, "missing or invalid CSRF token", 403))
-            described = await console.auth.accounts.describe(visitor.principal)
-            username = described.user.username if described.user is not None else "?"
+            username = await console.username(visitor.principal)
             visit = Visit(console, request, visitor, meta, username, form)
             try:
                 response = await handler(visit)

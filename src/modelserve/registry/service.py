@@ -37,7 +37,7 @@ from modelserve.registry.safety import (
     check_version,
     is_file_ref,
 )
-from modelserve.registry.views import models_public, version_public
+from modelserve.registry.views import models_public, version_public, versions_public
 from modelserve.schemas.registry import (
     ModelCreate,
     ModelPublic,
@@ -246,7 +246,7 @@ class Registry:
             rows, total = await repo.list_versions(
                 session=session, model_id=model.id, limit=limit, offset=offset
             )
-            data = [await version_public(session, model, row) for row in rows]
+            data = await versions_public(session, model, rows)
         return VersionsPublic(data=data, count=total, limit=limit, offset=offset)
 
     async def get_version(self, principal: Principal, name: str, version: str) -> VersionPublic:

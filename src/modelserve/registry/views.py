@@ -7,7 +7,12 @@ from typing import Any
 
 from modelserve.db.repos import Session
 from modelserve.db.repos import registry as repo
-from modelserve.db.tables.registry import RegistryModelRow, RegistryTrafficRow, RegistryVersionRow
+from modelserve.db.tables.registry import (
+    RegistryFileRow,
+    RegistryModelRow,
+    RegistryTrafficRow,
+    RegistryVersionRow,
+)
 from modelserve.schemas.registry import (
     FilePublic,
     ModelPublic,
@@ -70,8 +75,25 @@ async def version_public(
     session: Session, model: RegistryModelRow, row: RegistryVersionRow
 ) -> VersionPublic:
     """A version with its files and the aliases that point at it."""
-    files = (await repo.version_files(session=session, version_ids=[row.id]))[row.id]
+    return (await versions_public(session, model, [row]))[0]
+
+
+async def versions_public(
+    session: Session, model: RegistryModelRow, rows: Sequence[RegistryVersionRow]
+) -> list[VersionPublic]:
+    """Versions of one model with their files and aliases, in two queries for the whole page
+    (not two per version)."""
+    files = await repo.version_files(session=session, version_ids=[row.id for row in rows])
     aliases = (await repo.aliases_of(session=session, model_ids=[model.id]))[model.id]
+    return [_version(model, row, files[row.id], aliases) for row in rows]
+
+
+def _version(
+    model: RegistryModelRow,
+    row: RegistryVersionRow,
+    files: Sequence[RegistryFileRow],
+    aliases: dict[str, str],
+) -> VersionPublic:
     return VersionPublic(
         model=model.name,
         version=row.version,
