@@ -96,7 +96,13 @@ DEFAULT_REFRESH_TOKEN_TTL_S = 14 * 24 * 3600
 DEFAULT_LOGIN_RATE_LIMIT = "10/minute;50/hour"
 DEFAULT_LOGIN_IP_RATE_LIMIT = "100/minute"
 DEFAULT_KEY_CREATE_RATE_LIMIT = "30/hour"
-DEFAULT_MEMBER_SCOPES = ("predict:*", "registry:read", "registry:write")
+DEFAULT_MEMBER_SCOPES = (
+    "predict:*",
+    "registry:read",
+    "registry:write",
+    "jobs:read",
+    "jobs:write",
+)
 # "100/second;10000/day": several rules joined by ';' (or ','), each N/[M ]unit.
 _RATE_LIMIT = r"^(\s*\d+\s*/\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*([;,]|$))*$"
 Exposure = Literal["public", "authenticated", "disabled"]
@@ -274,6 +280,80 @@ class RegistryConfig(BaseModel):
     max_page_size: int = Field(DEFAULT_MAX_PAGE_SIZE, ge=1, le=10_000)
 
 
+DEFAULT_JOB_CHUNK_SIZE = 1000
+DEFAULT_JOB_MAX_CHUNK_SIZE = 100_000
+DEFAULT_JOB_MAX_UPLOAD_BYTES = 1024**3
+DEFAULT_JOB_MAX_PART_BYTES = 4 * 1024 * 1024
+DEFAULT_JOB_MAX_ROWS = 10_000_000
+DEFAULT_JOB_MAX_ACTIVE_JOBS = 4
+DEFAULT_JOB_MAX_QUEUED_ROWS = 10_000_000
+DEFAULT_JOB_CONCURRENCY = 2
+DEFAULT_JOB_BATCH_SHARE = 0.5
+DEFAULT_JOB_LEASE_S = 30.0
+DEFAULT_JOB_POLL_INTERVAL_S = 0.5
+DEFAULT_JOB_MAX_ATTEMPTS = 5
+DEFAULT_JOB_RETRY_BASE_S = 1.0
+DEFAULT_JOB_RETRY_MAX_S = 60.0
+DEFAULT_JOB_MAX_PAGE_SIZE = 100
+
+
+class JobsConfig(BaseModel):
+    """Batch jobs: uploads, limits and the embedded runner. Owned by `modelserve.jobs`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Run job chunks in this server process (off: a node that only serves, or Celery workers).
+    embedded: bool = True
+    # Rows per chunk when a job does not say; the unit of checkpointing and retry.
+    chunk_size: int = Field(DEFAULT_JOB_CHUNK_SIZE, ge=1, le=DEFAULT_JOB_MAX_CHUNK_SIZE)
+    # One job's whole input, and one part of a resumable upload (a part is also capped by
+    # `http.max_body_bytes`: parts are ordinary request bodies).
+    max_upload_bytes: int = Field(DEFAULT_JOB_MAX_UPLOAD_BYTES, gt=0)
+    max_part_bytes: int = Field(DEFAULT_JOB_MAX_PART_BYTES, gt=0)
+    max_rows: int = Field(DEFAULT_JOB_MAX_ROWS, ge=1)
+    # Per owner: jobs queued or running at once, and rows not yet processed over those jobs.
+    # Past either, a submit is refused with 429 and Retry-After.
+    max_active_jobs: int = Field(DEFAULT_JOB_MAX_ACTIVE_JOBS, ge=1)
+    max_queued_rows: int = Field(DEFAULT_JOB_MAX_QUEUED_ROWS, ge=1)
+    # Chunks this process runs at once, over every job.
+    concurrency: int = Field(DEFAULT_JOB_CONCURRENCY, ge=1, le=64)
+    # Share of a model jobs may take: job rows in flight per model and process are at most
+    # max(1, batch_share * max_batch_size), so requests always find room in a batch, and while
+    # requests are answered jobs run at most this share of the time (jobs/sharing.py).
+    batch_share: float = Field(DEFAULT_JOB_BATCH_SHARE, gt=0, le=1)
+    # A leased chunk not renewed for this long is taken over by another worker (a crashed one).
+    lease_s: float = Field(DEFAULT_JOB_LEASE_S, gt=0, le=3600)
+    poll_interval_s: float = Field(DEFAULT_JOB_POLL_INTERVAL_S, gt=0, le=60)
+    # Tries per chunk for transient failures, with exponential backoff between them.
+    max_attempts: int = Field(DEFAULT_JOB_MAX_ATTEMPTS, ge=1, le=100)
+    retry_base_s: float = Field(DEFAULT_JOB_RETRY_BASE_S, ge=0, le=3600)
+    retry_max_s: float = Field(DEFAULT_JOB_RETRY_MAX_S, ge=0, le=86_400)
+    max_page_size: int = Field(DEFAULT_JOB_MAX_PAGE_SIZE, ge=1, le=10_000)
+
+
+DEFAULT_CONSOLE_IDLE_TIMEOUT_S = 15 * 60
+DEFAULT_CONSOLE_POLL_INTERVAL_S = 5.0
+
+
+class ConsoleConfig(BaseModel):
+    """The admin console at /console (server-rendered pages). Owned by `modelserve.console`.
+
+    Off unless enabled (`make run` enables it). It signs users in with their password and
+    keeps them in a cookie; docs/console.md explains every field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    # A session with no page view or action for this long is signed out. Live-updating
+    # fragments do not count as activity. Capped in effect by `auth.access_token_ttl_s`.
+    idle_timeout_s: int = Field(DEFAULT_CONSOLE_IDLE_TIMEOUT_S, ge=60, le=24 * 3600)
+    # Cookies marked Secure with the `__Host-` prefix (HTTPS only). None: on outside dev mode.
+    secure_cookies: bool | None = None
+    # How often the overview's live figures refresh in the browser.
+    poll_interval_s: float = Field(DEFAULT_CONSOLE_POLL_INTERVAL_S, ge=1, le=300)
+
+
 class Settings(BaseSettings):
     """All of modelserve's settings. Build once; pass down."""
 
@@ -294,6 +374,8 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     registry: RegistryConfig = RegistryConfig()
+    jobs: JobsConfig = JobsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     # Which device string `setup(device)` receives when a service does not pin one.
     device: str = "cpu"
     # When true, /readyz is 200 once any service is ready; otherwise all must be.
