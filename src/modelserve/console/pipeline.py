@@ -12,7 +12,7 @@ same service method as its REST twin, with the same scope (`Visit.require`, the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -107,7 +107,6 @@ class Visit:
     meta: RequestMeta
     username: str
     form: FormData | None = None
-    headers: dict[str, str] = field(default_factory=dict)
     # False once the handler ended the session (sign-out): no renewed cookie is set then.
     keep_session: bool = True
 
@@ -190,10 +189,9 @@ def render(
     return HTMLResponse(body, status_code=status)
 
 
-def secure(response: Response, extra: Mapping[str, str] = {}) -> Response:
+def secure(response: Response) -> Response:
     """Add the console's security headers to a response."""
     response.headers.update(PAGE_HEADERS)
-    response.headers.update(extra)
     return response
 
 
@@ -254,7 +252,7 @@ def page(handler: Handler, *, activity: bool = True) -> Callable[[Request], Awai
             response = error_page(console, request, visit, invalid_input(exc))
         except HTTPException as exc:  # Starlette's form parser: a malformed or oversized form
             response = error_page(console, request, visit, MalformedBodyError(str(exc.detail)))
-        secure(response, visit.headers if visit is not None else {})
+        secure(response)
         if renewed is not None and (visit is None or visit.keep_session):
             response.set_cookie(
                 console.cookies.session_name,
