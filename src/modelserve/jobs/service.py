@@ -75,9 +75,15 @@ class Jobs:
         self.config = config
         self.audit = audit
 
-    async def job_row(self, session: Session, principal: Principal, job_id: str) -> JobRow:
-        """The caller's job (404 for others' and unknown ids alike)."""
-        row = await repo.get_job(session=session, job_id=job_id)
+    async def job_row(
+        self, session: Session, principal: Principal, job_id: str, *, lock: bool = False
+    ) -> JobRow:
+        """The caller's job (404 for others' and unknown ids alike); with `lock`, its row is
+        locked (written first: see `db/repos/jobs.py`) for the rest of the transaction."""
+        if lock:
+            row = await repo.lock_job(session=session, job_id=job_id)
+        else:
+            row = await repo.get_job(session=session, job_id=job_id)
         if row is None or not (sees_everything(principal) or row.owner_id == principal.owner_id):
             raise ResourceNotFoundError(f"no job {job_id!r}")
         return row
@@ -244,9 +250,7 @@ class Jobs:
         """Stop a queued or running job: no new chunk starts, a running one is not recorded.
         The results of chunks that finished stay downloadable."""
         async with self.database.session() as session:
-            await self.job_row(session, principal, job_id)
-            row = await repo.lock_job(session=session, job_id=job_id)
-            assert row is not None
+            row = await self.job_row(session, principal, job_id, lock=True)
             JobState(row.state).check(JobState.CANCELLED, what="cancel")
             await repo.cancel_chunks(session=session, job_id=job_id)
             await repo.set_job_state(
@@ -258,9 +262,7 @@ class Jobs:
     async def retry(self, principal: Principal, job_id: str, meta: RequestMeta) -> JobPublic:
         """Run a finished job's failed chunks again (its other results are kept)."""
         async with self.database.session() as session:
-            await self.job_row(session, principal, job_id)
-            row = await repo.lock_job(session=session, job_id=job_id)
-            assert row is not None
+            row = await self.job_row(session, principal, job_id, lock=True)
             JobState(row.state).check(JobState.QUEUED, what="retry")
             if row.state == JobState.RUNNING or not row.chunks_failed:
                 raise ConflictError(
