@@ -135,3 +135,14 @@ def test_every_jobs_route_declares_its_scope(secured: JobsClient) -> None:
         scopes = route_scopes(route, extra)
         wanted = "jobs:read" if route.methods == {"GET"} else "jobs:write"
         assert scopes == {wanted}, (path, route.methods, scopes)
+
+
+def test_simultaneous_submits_cannot_overshoot_the_limit(secured: JobsClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = secured
+    alice = key_headers(api, "jobs:read", "jobs:write")
+    uploads = [api.upload(jsonl([{"x": i} for i in range(3)]), headers=alice) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda u: api.submit(u, headers=alice).status_code, uploads))
+    assert sorted(statuses) == [202, 202, 429, 429, 429, 429]  # max_active_jobs=2

@@ -138,6 +138,9 @@ class Jobs:
         }
         try:
             async with self.database.session() as session:
+                await repo.lock_owner(
+                    session=session, owner_id=principal.owner_id, upload_id=upload.id
+                )
                 await self._check_limits(session, principal, rows=plan.total_rows)
                 row = await repo.create_job(session=session, fields=fields, chunks=plan.chunks)
                 chunks = [chunk_work(row, i, c, parts) for i, c in enumerate(plan.chunks)]

@@ -10,6 +10,7 @@ snapshot another writer already moved past.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,20 @@ async def job_by_scope(*, session: AsyncSession, scope: str) -> JobRow | None:
         select(JobRow).where(JobRow.idempotency_scope == scope)
     )
     return row
+
+
+async def lock_owner(*, session: AsyncSession, owner_id: str | None, upload_id: str) -> None:
+    """Serialize one owner's submits until the transaction ends, so that checking their limits
+    and inserting the job are one step: a transaction-scoped advisory lock on PostgreSQL; on
+    SQLite any write takes the database's one write lock (here, a no-op write to the upload)."""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"modelserve.jobs:{owner_id}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    else:
+        await session.execute(
+            update(JobUploadRow).where(JobUploadRow.id == upload_id).values(size=JobUploadRow.size)
+        )
 
 
 async def owner_load(*, session: AsyncSession, owner_id: str | None) -> tuple[int, int]:
