@@ -9,6 +9,7 @@ request's transaction rolls back. Events never hold secrets: no passwords, keys 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import enum
 import logging
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class AuditEvent(enum.StrEnum):
     KEY_CREATED = "key.created"
     KEY_REVOKED = "key.revoked"
     PERMISSION_DENIED = "access.denied"
+    JOB_SUBMITTED = "job.submitted"
+    JOB_CANCELLED = "job.cancelled"
+    JOB_RETRIED = "job.retried"
+    # Registry changes made in the admin console (the console records them after the change).
+    ALIAS_MOVED = "model.alias_moved"
+    ROLLED_BACK = "model.rolled_back"
+    TRAFFIC_CHANGED = "model.traffic_changed"
 
 
 class Outcome(enum.StrEnum):
@@ -130,9 +138,18 @@ class AuditReader:
         self._database = database
 
     async def list(
-        self, *, actor: Principal, event: str | None, before_id: int | None, limit: int
+        self,
+        *,
+        actor: Principal,
+        event: str | None,
+        before_id: int | None,
+        limit: int,
+        by: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
     ) -> AuditListPublic:
-        """Newest first, `limit` at most; page with `before_id`."""
+        """Newest first, `limit` at most; page with `before_id`. Narrowed to events caused by
+        user id `by` and to `since <= created_at < until` when given."""
         async with self._database.session() as session:
             rows = await repo.list_events(
                 session,
@@ -140,6 +157,9 @@ class AuditReader:
                 event=event,
                 before_id=before_id,
                 limit=limit,
+                by=by,
+                since=since,
+                until=until,
             )
         data = [public_event(r) for r in rows]
         return AuditListPublic(
