@@ -108,3 +108,14 @@ def test_prometheus_histogram_child_keeps_the_fields_pending_writes() -> None:
     assert samples["contract_seconds_bucket0.1"] == 1
     assert samples["contract_seconds_bucket1.0"] == 2
     assert samples["contract_seconds_sum"] == 0.55
+
+
+def test_uvicorn_supervisor_keeps_what_the_draining_supervisor_overrides() -> None:
+    # cli/serve.py's DrainingSupervisor closes Multiprocess.sockets from its SIGTERM/SIGINT
+    # handlers; a uvicorn that renames them would silently keep the socket open again.
+    from uvicorn.supervisors import Multiprocess
+
+    for name in ("handle_term", "handle_int", "run"):
+        assert callable(getattr(Multiprocess, name, None)), f"Multiprocess lost {name}"
+    assert "self.sockets = sockets" in inspect.getsource(Multiprocess.__init__)
+    assert "handle_{sig_name.lower()}" in inspect.getsource(Multiprocess.handle_signals)

@@ -248,7 +248,7 @@ def test_metrics_of_each_replica_and_rules(cluster: Cluster, tmp_path: Path) -> 
     series scraped from the live replicas.
 
     It runs before the promote scenario on purpose: after a promote, the retired version's
-    `modelserve_model_ready` stays exported as 0 (see the xfail test below it)."""
+    live gauges stay exported (as NaN, see the test below it) in the workers' shared files."""
     scraped: dict[int, str] = {}
     pids: dict[int, int] = {}
     for replica in cluster.replicas:
@@ -424,12 +424,6 @@ def test_promote_reaches_both_replicas_within_2_s(cluster: Cluster, tmp_path: Pa
 
 
 @pytest.mark.cluster_full
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, reported: under --workers N a retired version's live gauges stay in the"
-    " multiprocess files (Gauge.remove cannot drop them), so modelserve_model_ready{version=old}"
-    " reads 0 and ModelserveModelNotReady fires 15 min after every promote",
-)
 def test_retired_version_leaves_no_unready_series(cluster: Cluster) -> None:
     """After the promote above, no replica exports the retired version 1 as not ready."""
     stale = []

@@ -41,13 +41,13 @@ def load_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> di
 
 
 def serve_kwargs(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, Any]:
-    """What `modelserve serve --workers N` passes to uvicorn.run, captured."""
+    """What `modelserve serve --workers N` hands uvicorn's multi-process supervisor, captured."""
     captured: dict[str, Any] = {}
 
-    def fake_run(app: Any, **kwargs: Any) -> None:
-        captured.update(kwargs, app=app)
+    def fake_run_workers(app: Any, options: dict[str, Any], *, workers: int) -> None:
+        captured.update(options, app=app, workers=workers)
 
-    monkeypatch.setattr(serve_cli.uvicorn, "run", fake_run)
+    monkeypatch.setattr(serve_cli, "_run_workers", fake_run_workers)
     serve_cli._run(serve_cli.FACTORY, settings, workers=settings.server.workers)
     return captured
 

@@ -2,9 +2,9 @@
 a load balancer then retries them elsewhere, POSTs included (nginx passes a request on after a
 refused connection, never after sending it). docs/deploy.md, "Rolling restarts".
 
-Gunicorn with deploy/gunicorn.conf.py does; `modelserve serve --workers N` does not yet (its
-supervisor keeps the listening socket until the workers are gone): a strict xfail, which fails
-as soon as that is fixed so that the marker goes.
+Gunicorn with deploy/gunicorn.conf.py does, and so does `modelserve serve --workers N`: its
+supervisor closes the listening socket on SIGTERM instead of keeping it until the workers are
+gone (cli/serve.py, `DrainingSupervisor`).
 """
 
 from __future__ import annotations
@@ -118,12 +118,6 @@ def test_gunicorn_refuses_new_connections_after_sigterm(tmp_path: Path) -> None:
     assert new_connection_after_sigterm(command, env, port) == "refused"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, reported: under --workers N uvicorn's supervisor keeps the listening"
-    " socket open until its workers exit, so a new connection waits in its backlog for the"
-    " whole graceful timeout and is then reset (a POST nginx sent on it is lost)",
-)
 def test_serve_with_workers_refuses_new_connections_after_sigterm(tmp_path: Path) -> None:
     port = free_port()
     command = [

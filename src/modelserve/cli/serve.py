@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from modelserve.auth.signing import check_auth_settings
 from modelserve.cli.factory import (
@@ -246,32 +247,68 @@ def http_protocol(settings: Settings) -> Any:
 
 
 def _run(app: Any, settings: Settings, **mode: Any) -> None:
+    options = _uvicorn_options(app, settings)
+    if mode.get("workers", 1) > 1:
+        _run_workers(app, options, workers=mode["workers"])
+        return
+    uvicorn.run(app, **options, **mode)
+
+
+def _run_workers(app: str, options: dict[str, Any], *, workers: int) -> None:
+    """uvicorn's multi-process supervisor, closing its listening socket on SIGTERM/SIGINT.
+
+    uvicorn's own supervisor keeps the socket until every worker has exited: the workers stop
+    accepting, but the kernel still completes new handshakes into the backlog, and those
+    connections wait out the whole graceful timeout before they are reset (a POST a load
+    balancer sent on one is lost). Closed at once, a new connection is refused and a load
+    balancer moves on, as with one process or Gunicorn.
+    """
+    config = uvicorn.Config(app, workers=workers, **options)
+    sock = config.bind_socket()
+    DrainingSupervisor(config, sockets=[sock]).run()
+
+
+class DrainingSupervisor(Multiprocess):
+    """uvicorn's Multiprocess that stops listening as soon as it is told to stop."""
+
+    def handle_term(self) -> None:
+        self._stop_listening()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        self._stop_listening()
+        super().handle_int()
+
+    def _stop_listening(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def _uvicorn_options(app: Any, settings: Settings) -> dict[str, Any]:
     server = settings.server
-    uvicorn.run(
-        app,
-        factory=isinstance(app, str),
-        host=server.host,
-        port=server.port,
-        http=http_protocol(settings),
-        loop="uvloop",
-        lifespan="on",
-        server_header=False,
+    return {
+        "factory": isinstance(app, str),
+        "host": server.host,
+        "port": server.port,
+        "http": http_protocol(settings),
+        "loop": "uvloop",
+        "lifespan": "on",
+        "server_header": False,
         # X-Forwarded-* rewriting is for deployments behind a trusted proxy; off by default it
         # can neither be spoofed by clients nor cost a middleware hop on every request.
-        proxy_headers=False,
+        "proxy_headers": False,
         # Off until structured access logs land (a later issue): uvicorn's own access log
         # would print client addresses and full paths outside our redaction step.
-        access_log=False,
-        log_level=server.log_level,
-        log_config=log_config(settings),
+        "access_log": False,
+        "log_level": server.log_level,
+        "log_config": log_config(settings),
         # uvicorn annotates this as int but only hands it to asyncio.wait_for: a float works
         # and keeps sub-second timeouts exact.
-        timeout_graceful_shutdown=server.graceful_timeout_s,  # type: ignore[arg-type]
+        "timeout_graceful_shutdown": server.graceful_timeout_s,
         # Read by plain httptools only; modelserve's protocol sweeps idle connections itself
         # with the same setting.
-        timeout_keep_alive=settings.http.keep_alive_timeout_s,  # type: ignore[arg-type]
-        **mode,
-    )
+        "timeout_keep_alive": settings.http.keep_alive_timeout_s,
+    }
 
 
 def _exit_cleanly_on_sigterm() -> None:

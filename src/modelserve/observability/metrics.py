@@ -14,6 +14,7 @@ served ones, methods and error kinds are capped. A client cannot mint new series
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -260,6 +261,11 @@ class Metrics:
             self.model_failed,
         )
         for gauge in live:
+            # Under several workers `remove` only forgets the series in this process: its last
+            # value stays in the shared multiprocess file and keeps being exported. NaN first,
+            # so what stays reads "no value" (a comparison such as `== 0` in an alert is
+            # false for it), never a stale 0 for "not ready".
+            gauge.labels(name, version).set(math.nan)
             with contextlib.suppress(KeyError):
                 gauge.remove(name, version)
 
