@@ -295,6 +295,12 @@ DEFAULT_JOB_MAX_ATTEMPTS = 5
 DEFAULT_JOB_RETRY_BASE_S = 1.0
 DEFAULT_JOB_RETRY_MAX_S = 60.0
 DEFAULT_JOB_MAX_PAGE_SIZE = 100
+DEFAULT_JOB_CELERY_QUEUE = "modelserve.jobs"
+DEFAULT_JOB_OUTBOX_INTERVAL_S = 5.0
+DEFAULT_JOB_PUBLISH_TIMEOUT_S = 5.0
+DEFAULT_JOB_SCHEDULER_INTERVAL_S = 10.0
+# Celery queue names: what RabbitMQ accepts and a log line shows plainly.
+CELERY_QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
 
 class JobsConfig(BaseModel):
@@ -329,6 +335,48 @@ class JobsConfig(BaseModel):
     retry_base_s: float = Field(DEFAULT_JOB_RETRY_BASE_S, ge=0, le=3600)
     retry_max_s: float = Field(DEFAULT_JOB_RETRY_MAX_S, ge=0, le=86_400)
     max_page_size: int = Field(DEFAULT_JOB_MAX_PAGE_SIZE, ge=1, le=10_000)
+    # Who runs chunks: this server ("embedded", `embedded` above says whether it does) or
+    # Celery workers (`modelserve worker`), to which the server only publishes one message
+    # per chunk. The database stays the source of truth either way (docs/jobs.md).
+    runner: Literal["embedded", "celery"] = "embedded"
+    # The Celery broker, e.g. amqp://user:password@rabbitmq:5672// (a SecretStr: it holds a
+    # password). Required with runner="celery".
+    broker_url: SecretStr | None = None
+    # The queue chunks are published to, and `celery_routes` (model name -> queue) for models
+    # whose workers consume a queue of their own (`modelserve worker --queues`).
+    celery_queue: str = Field(DEFAULT_JOB_CELERY_QUEUE, pattern=CELERY_QUEUE_PATTERN)
+    celery_routes: dict[str, str] = Field(default_factory=dict)
+    # Celery mode: how often the server publishes chunks that were never published (the broker
+    # was down at submit: the outbox), and how long one publish may wait for the broker.
+    outbox_interval_s: float = Field(DEFAULT_JOB_OUTBOX_INTERVAL_S, gt=0, le=3600)
+    publish_timeout_s: float = Field(DEFAULT_JOB_PUBLISH_TIMEOUT_S, gt=0, le=300)
+    # Scheduled jobs are started by this process (every replica may: a tick is claimed once
+    # in the database); how often it looks for due schedules.
+    scheduler: bool = True
+    scheduler_interval_s: float = Field(DEFAULT_JOB_SCHEDULER_INTERVAL_S, gt=0, le=3600)
+    # Where `{"input": {"path": ...}}` inputs (files an operator drops for scheduled jobs) are
+    # read from; paths are relative to it and never leave it. None: path inputs are refused.
+    input_dir: Path | None = None
+
+    @field_validator("celery_routes")
+    @classmethod
+    def _check_routes(cls, routes: dict[str, str]) -> dict[str, str]:
+        for model, queue in routes.items():
+            if not re.match(CELERY_QUEUE_PATTERN, queue):
+                raise ValueError(f"celery_routes[{model!r}]: {queue!r} is not a queue name")
+        return routes
+
+    @model_validator(mode="after")
+    def _check_runner(self) -> JobsConfig:
+        if self.runner == "celery" and self.broker_url is None:
+            raise ValueError(
+                "jobs.runner=celery needs jobs.broker_url (MODELSERVE_JOBS__BROKER_URL)"
+            )
+        return self
+
+    def queue_for(self, model: str) -> str:
+        """The Celery queue chunks of `model` are published to."""
+        return self.celery_routes.get(model, self.celery_queue)
 
 
 DEFAULT_CONSOLE_IDLE_TIMEOUT_S = 15 * 60

@@ -33,6 +33,7 @@ def reset_jobs(url: str) -> None:
     try:
         with engine.begin() as connection:
             # Chunks, failed rows and parts go with their jobs and uploads (ON DELETE CASCADE).
+            connection.execute(text("DELETE FROM job_schedules"))
             connection.execute(text("DELETE FROM jobs"))
             connection.execute(text("DELETE FROM job_uploads"))
     finally:
@@ -188,3 +189,7 @@ def jsonl(rows: Sequence[dict[str, Any]]) -> bytes:
     import orjson
 
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+# RabbitMQ (a queue per test) for the Celery tests here and in tests/faults.
+from tests.jobs.broker import broker  # noqa: E402, F401

@@ -51,6 +51,10 @@ class AuditEvent(enum.StrEnum):
     JOB_SUBMITTED = "job.submitted"
     JOB_CANCELLED = "job.cancelled"
     JOB_RETRIED = "job.retried"
+    SCHEDULE_CREATED = "schedule.created"
+    SCHEDULE_DELETED = "schedule.deleted"
+    SCHEDULE_PAUSED = "schedule.paused"
+    SCHEDULE_RESUMED = "schedule.resumed"
     # Registry changes made in the admin console (the console records them after the change).
     ALIAS_MOVED = "model.alias_moved"
     ROLLED_BACK = "model.rolled_back"

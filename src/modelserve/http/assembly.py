@@ -24,7 +24,7 @@ from modelserve.http.access import AccessMiddleware
 from modelserve.http.app import Hook, ModelserveApp, build_app
 from modelserve.http.auth_routes import build_auth_router
 from modelserve.http.exposure import ExposureMiddleware, cors_middleware
-from modelserve.http.job_routes import JobsExtension
+from modelserve.http.job_extension import JobsExtension
 from modelserve.http.observability_routes import build_observability_router
 from modelserve.http.registry_routes import RegistryExtension
 from modelserve.observability import tracing
@@ -44,8 +44,12 @@ def create_app(
     artifact_store: ArtifactStore | None = None,
     replica_factory: ReplicaFactory = default_replica_factory,
     observers: Sequence[RequestObserver] = (),
+    jobs_worker: bool = False,
 ) -> ModelserveApp:
     """Build the app serving `services` (Service classes or ServiceSpecs), with everything on.
+
+    `jobs_worker` builds it for `modelserve worker`: the same models and job processing, but
+    no job loop of its own (no embedded runner, outbox relay or scheduler): Celery feeds it.
 
     Raises ConfigError when the settings are unsafe for production (e.g. `mode="prod"`
     without a real JWT secret), before anything is started.
@@ -87,7 +91,7 @@ def create_app(
     on_startup.append(registry.startup)
     on_shutdown.append(registry.shutdown)
     # Last in, first out: the job runner stops before the models it feeds.
-    jobs = JobsExtension(settings, store=artifact_store)
+    jobs = JobsExtension(settings, store=artifact_store, worker=jobs_worker)
     on_startup.append(jobs.startup)
     on_shutdown.append(jobs.shutdown)
 

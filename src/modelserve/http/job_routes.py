@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from modelserve.config import Settings
 from modelserve.errors import (
     ConflictError,
     InvalidInputError,
@@ -27,17 +26,9 @@ from modelserve.errors import (
 )
 from modelserve.http.deps import Meta, require_scope
 from modelserve.http.error_docs import error_responses
-from modelserve.http.errors import status_and_code
-from modelserve.http.predict import PredictEndpoint
-from modelserve.jobs.gateway import Dump, Parse, RuntimeGateway
-from modelserve.jobs.processing import ChunkProcessor
-from modelserve.jobs.runner import EmbeddedRunner
 from modelserve.jobs.service import Jobs
-from modelserve.jobs.sql_queue import SqlJobQueue
 from modelserve.jobs.states import JobState
 from modelserve.jobs.uploads import JobUploads
-from modelserve.registry.artifacts import ArtifactStore, default_store
-from modelserve.runtime.manager import DeployedService
 from modelserve.schemas.jobs import (
     MEDIA_TYPES,
     OBJECT_ID_PATTERN,
@@ -265,86 +256,3 @@ def build_jobs_router() -> APIRouter:
         )
 
     return router
-
-
-def _codec(endpoint: PredictEndpoint) -> Any:
-    def codec(deployed: DeployedService) -> tuple[Parse, Dump]:
-        wire = endpoint.codec(deployed)
-        return wire.parse_one, lambda output: wire.dump(output)[0]
-
-    return codec
-
-
-class JobsExtension:
-    """The jobs' part of an app: routes, and on startup the service and embedded runner.
-
-        jobs = JobsExtension(settings)
-        app = create_app(..., on_startup=[jobs.startup], on_shutdown=[jobs.shutdown])
-        jobs.install(app)
-
-    Needs `app.state.database`, `runtime` and `predict_endpoint`; uses `auth` (audit lines)
-    and `observability` (metrics) when the app has them.
-    """
-
-    def __init__(self, settings: Settings, *, store: ArtifactStore | None = None) -> None:
-        self.settings = settings
-        self._store = store
-        self.runner: EmbeddedRunner | None = None
-        self.processor: ChunkProcessor | None = None
-
-    def install(self, app: FastAPI) -> None:
-        """Add the `/v1/uploads` and `/v1/jobs` routes."""
-        app.include_router(build_uploads_router())
-        app.include_router(build_jobs_router())
-
-    async def startup(self, app: FastAPI) -> None:
-        """Build the jobs service and, unless `jobs.embedded` is off, start the runner."""
-        settings = self.settings
-        config = settings.jobs
-        store = self._store or default_store(settings.registry.artifact_dir, settings.data_dir)
-        gateway = RuntimeGateway(
-            app.state.runtime,
-            codec=_codec(app.state.predict_endpoint),
-            error_code=lambda exc: status_and_code(exc)[1],
-            serve_alias=settings.registry.serve_alias,
-        )
-        queue = SqlJobQueue(app.state.database, lease_s=config.lease_s)
-        auth = getattr(app.state, "auth", None)
-        observability = getattr(app.state, "observability", None)
-        metrics = getattr(observability, "metrics", None)
-        uploads = JobUploads(
-            app.state.database, store, config, part_limit=settings.http.max_body_bytes
-        )
-        app.state.jobs = Jobs(
-            app.state.database,
-            uploads,
-            gateway,
-            queue,
-            config,
-            audit=auth.audit if auth is not None else None,
-        )
-        self.processor = ChunkProcessor(
-            queue=queue,
-            store=store,
-            gateway=gateway,
-            config=config,
-            observer=metrics.jobs if metrics is not None else None,
-        )
-        app.state.job_processor = self.processor
-        if config.embedded:
-            self.runner = EmbeddedRunner(
-                queue=queue,
-                processor=self.processor,
-                gateway=gateway,
-                config=config,
-                wakeup=queue.wakeup,
-                on_depth=metrics.jobs.set_queue_depth if metrics is not None else None,
-            )
-            self.runner.start()
-        app.state.job_runner = self.runner
-
-    async def shutdown(self, app: FastAPI) -> None:
-        """Stop the runner: running chunks finish or are given back at once."""
-        if self.runner is not None:
-            await self.runner.stop(STOP_TIMEOUT_S)
-            self.runner = None

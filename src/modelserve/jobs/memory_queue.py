@@ -1,4 +1,5 @@
-"""`MemoryJobQueue`: the `JobQueue` in a dict, for tests of runners and chunk processing.
+"""`MemoryJobQueue`: the `JobQueue` in a dict, for tests of runners and chunk processing;
+`MemoryPublisher`: the `ChunkPublisher` into a list.
 
 Same rules as the database queue: a lease is a token, every later call must present it, an
 expired lease may be taken over, and a chunk is acked at most once. What was acked or failed is
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from modelserve.jobs.sql_queue import new_token
 from modelserve.jobs.states import ChunkState
-from modelserve.jobs.work import ChunkResult, ChunkTask, ChunkWork, Lease
+from modelserve.jobs.work import ChunkResult, ChunkTask, ChunkWork, Dispatch, Lease
 
 
 @dataclass
@@ -120,3 +121,16 @@ class MemoryJobQueue:
 
     async def depth(self) -> int:
         return sum(e.state is ChunkState.PENDING for e in self._entries.values())
+
+
+class MemoryPublisher:
+    """`ChunkPublisher` into a list; `down` makes every publish raise (a broker outage)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Dispatch] = []
+        self.down = False
+
+    def publish(self, dispatches: Sequence[Dispatch]) -> None:
+        if self.down:
+            raise ConnectionRefusedError("the broker is down")
+        self.sent.extend(dispatches)

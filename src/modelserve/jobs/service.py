@@ -105,8 +105,12 @@ class Jobs:
         input_schema, output_schema = self.gateway.schemas(body.model, version)
         fmt = body.format
         chunk_size = body.chunk_size or self.config.chunk_size
+        upload_id = body.input.upload_id
+        if upload_id is None:  # a file in the input folder: copied into an upload now
+            assert body.input.path is not None
+            upload_id = await self.uploads.import_file(principal, body.input.path)
         async with self.database.session() as session:
-            upload = await self.uploads.row(session, principal, body.input.upload_id)
+            upload = await self.uploads.row(session, principal, upload_id)
             if upload.state != "complete":
                 raise ConflictError("the upload is not complete yet; complete it first")
             parts = await self.uploads.parts(session, upload.id)

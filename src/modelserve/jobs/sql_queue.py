@@ -17,7 +17,7 @@ from modelserve.db.base import utcnow
 from modelserve.db.engine import Database
 from modelserve.db.repos import jobs as repo
 from modelserve.db.repos import jobs_queue as queue_repo
-from modelserve.db.repos.jobs_queue import FailedRow
+from modelserve.db.repos.jobs_queue import ChunkStatus, FailedRow, UnpublishedChunk
 from modelserve.db.tables.jobs import JobRow
 from modelserve.jobs.work import ChunkResult, ChunkTask, ChunkWork, InputPart, Lease
 
@@ -193,3 +193,27 @@ class SqlJobQueue:
     async def depth(self) -> int:
         async with self.database.session() as session:
             return await queue_repo.queue_depth(session=session)
+
+    # -- the broker's side (Celery mode): which chunks have a message ------------------------
+
+    async def unpublished(self, limit: int) -> list[UnpublishedChunk]:
+        """Waiting chunks that no broker message was sent for (the outbox)."""
+        async with self.database.session() as session:
+            return await queue_repo.unpublished_chunks(session=session, limit=limit)
+
+    async def mark_published(self, tasks: Sequence[ChunkTask], *, published: bool) -> None:
+        """Record that each chunk's message was sent (or, `published=False`, that it was not
+        and the outbox must send one)."""
+        async with self.database.session() as session:
+            await queue_repo.mark_published(
+                session=session,
+                keys=[(t.job_id, t.index) for t in tasks],
+                at=utcnow() if published else None,
+            )
+
+    async def status(self, task: ChunkTask) -> ChunkStatus | None:
+        """Where the chunk and its job stand (None: no such chunk)."""
+        async with self.database.session() as session:
+            return await queue_repo.chunk_status(
+                session=session, job_id=task.job_id, index=task.index
+            )

@@ -10,7 +10,8 @@ written, nothing kept on a refusal: the registry's `BlobWriter`), then recorded 
 A part must start where the upload ends (`offset` = `size`): after a broken connection the
 client asks `GET /v1/uploads/{id}` where to go on, and a part sent twice is refused with
 409 instead of being appended twice. The parts are never copied together: a job reads them
-as one file (`inputs.PartsReader`).
+as one file (`inputs.PartsReader`). A file in the server's input folder (`jobs.input_dir`,
+for scheduled jobs) becomes an upload the same way, in parts (`import_file`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from modelserve.config import JobsConfig
 from modelserve.db.base import utcnow
@@ -158,6 +160,75 @@ class JobUploads:
                 "the uploaded bytes do not have the SHA-256 given",
                 details={"sha256": actual},
             )
+
+    # -- files in the input folder ----------------------------------------------------------
+
+    def input_file(self, relative: str) -> Path:
+        """The file `relative` names under `jobs.input_dir`: 422 when path inputs are off or
+        the path leaves the folder (a link pointing out of it too), 404 when there is none."""
+        root = self.config.input_dir
+        if root is None:
+            raise InvalidInputError(
+                "this server reads no input files: set jobs.input_dir, or upload the file"
+            )
+        base = root.resolve()
+        path = (base / relative).resolve()
+        if not path.is_relative_to(base) or path == base:
+            raise InvalidInputError("the path must name a file inside the input folder")
+        if not path.is_file():
+            raise ResourceNotFoundError(f"no input file {relative!r}")
+        return path
+
+    async def import_file(self, principal: Principal, relative: str) -> str:
+        """Copy an input-folder file into a new, completed upload of the caller's; its id.
+        Its parts are content-addressed blobs: an unchanged file costs no new storage."""
+        path = self.input_file(relative)
+        size = path.stat().st_size
+        if size > self.config.max_upload_bytes:
+            raise InvalidInputError(
+                f"{relative} is {size} bytes, over the {self.config.max_upload_bytes}-byte"
+                " upload limit"
+            )
+        parts, digest = await asyncio.to_thread(self._store_file, path)
+        if not parts:
+            raise InvalidInputError(f"{relative} is empty")
+        async with self.database.session() as session:
+            row = await repo.create_upload(
+                session=session, upload_id=new_id(), owner_id=principal.owner_id
+            )
+            for part in parts:
+                await repo.add_part(
+                    session=session,
+                    upload=row,
+                    offset=part.offset,
+                    size=part.size,
+                    sha256=part.sha256,
+                )
+            row.state, row.sha256, row.completed_at = "complete", digest, utcnow()
+            return row.id
+
+    def _store_file(self, path: Path) -> tuple[list[InputPart], str]:
+        """The file as blobs of at most `max_part_bytes`, and its SHA-256. Reads stop at the
+        upload limit, whatever the file grew to since it was measured."""
+        digest = hashlib.sha256()
+        parts: list[InputPart] = []
+        offset = 0
+        with path.open("rb") as handle:
+            while offset < self.config.max_upload_bytes:
+                room = min(self.max_part_bytes, self.config.max_upload_bytes - offset)
+                piece = handle.read(room)
+                if not piece:
+                    break
+                digest.update(piece)
+                writer = self.store.writer(max_bytes=len(piece))
+                try:
+                    writer.write(piece)
+                    blob = writer.commit()
+                finally:
+                    writer.abort()
+                parts.append(InputPart(offset, blob.size, blob.sha256))
+                offset += blob.size
+        return parts, digest.hexdigest()
 
     async def parts(self, session: Session, upload_id: str) -> list[InputPart]:
         """The parts of an upload, in order."""

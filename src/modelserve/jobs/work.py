@@ -3,12 +3,10 @@
 `JobQueue` is where chunks wait and how a worker takes one (a lease), keeps it (renew) and
 gives it back: finished (`ack`), to retry later (`retry_later`), given up (`fail`) or unstarted
 (`release`). `SqlJobQueue` keeps the queue in the database (the default, embedded runner);
-`MemoryJobQueue` is the in-memory fake the tests use. `ChunkRunner` runs one named chunk; a
-Celery task would call it with nothing but a job id and a chunk index:
-
-    @celery_app.task(acks_late=True)
-    def run_chunk(job_id: str, index: int) -> None:
-        asyncio.run(runner.run(ChunkTask(job_id, index)))
+`MemoryJobQueue` is the in-memory fake the tests use. `ChunkRunner` runs one named chunk; the
+Celery task (`jobs/celery_app.py`) calls it with nothing but a job id and a chunk index.
+`ChunkPublisher` hands `Dispatch`es (a chunk, its queue, a delay) to a broker: Celery's in
+`celery_app.py`, `MemoryPublisher` in tests.
 
 Everything here is a frozen dataclass of plain values: it may cross a process or a broker as
 JSON, never as a pickle.
@@ -134,4 +132,21 @@ class ChunkRunner(Protocol):
 
     async def run(self, task: ChunkTask) -> bool:
         """True when this call finished the chunk; False when it was not leasable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One broker message: run `task`, taken from `queue`, not before `countdown_s` from now."""
+
+    task: ChunkTask
+    queue: str
+    countdown_s: float = 0.0
+
+
+class ChunkPublisher(Protocol):
+    """Sends chunk messages to workers (blocking: call it from a thread)."""
+
+    def publish(self, dispatches: Sequence[Dispatch]) -> None:
+        """Send every message, or raise: a caller marks nothing published after a raise."""
         ...

@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # Same rules as model names and version labels of served models (`service/spec.py`).
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -20,6 +20,8 @@ OBJECT_ID_PATTERN = r"^[0-9a-f]{32}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # Printable, no control characters: keys are echoed in lists and logs.
 KEY_PATTERN = r"^[!-~]{1,200}$"
+# A relative path of plain names: no leading slash, no backslashes, no control characters.
+INPUT_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*){0,15}$"
 MAX_CHUNK_SIZE = 100_000
 MAX_PRIORITY = 100
 
@@ -81,11 +83,28 @@ class UploadComplete(BaseModel):
 
 
 class JobInput(BaseModel):
-    """Where a job's rows come from."""
+    """Where a job's rows come from: a completed upload, or a file in the server's input
+    folder (`jobs.input_dir`), read when the job is submitted. Exactly one of the two."""
 
     model_config = _WRITE
 
-    upload_id: str = Field(pattern=OBJECT_ID_PATTERN, description="A completed upload.")
+    upload_id: str | None = Field(
+        None, pattern=OBJECT_ID_PATTERN, description="A completed upload."
+    )
+    path: str | None = Field(
+        None,
+        pattern=INPUT_PATH_PATTERN,
+        description="A file under the server's `jobs.input_dir` (relative, no `..`); copied"
+        " into a new upload at submit, so each run of a schedule reads the file as it is then.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobInput:
+        if (self.upload_id is None) == (self.path is None):
+            raise ValueError("give exactly one of upload_id and path")
+        if self.path is not None and ".." in self.path.split("/"):
+            raise ValueError("path must stay inside the input folder (no `..`)")
+        return self
 
 
 class JobCreate(BaseModel):

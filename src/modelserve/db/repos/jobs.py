@@ -265,6 +265,7 @@ async def requeue_failed_chunks(*, session: AsyncSession, job: JobRow) -> int:
             lease_token=None,
             lease_expires_at=None,
             finished_at=None,
+            published_at=None,  # Celery mode: the outbox relay sends them out again
         )
     )
     return len(indexes)

@@ -7,6 +7,11 @@ UPDATE holds the database's write lock, so two workers can never take the same c
 later write about a chunk names its lease token, so a worker whose lease expired and was taken
 over changes nothing. Finishing a chunk (results pointer, failed rows, job counters, the job's
 final state) is one transaction.
+
+With Celery workers the broker carries one message per chunk; `published_at` records that a
+message was handed over, so the outbox relay publishes exactly the chunks that never got one
+(`unpublished_chunks`, `mark_published`), and `chunk_status` tells a worker that received a
+message whether the chunk needs another one later.
 """
 
 from __future__ import annotations
@@ -232,3 +237,78 @@ async def queue_depth(*, session: AsyncSession) -> int:
         .where(JobChunkRow.state == "pending", JobRow.state.in_(("queued", "running")))
     )
     return int(value or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class UnpublishedChunk:
+    """A waiting chunk that no broker message was sent for."""
+
+    job_id: str
+    index: int
+    model: str
+
+
+async def unpublished_chunks(*, session: AsyncSession, limit: int) -> list[UnpublishedChunk]:
+    """Chunks of active jobs that wait for a worker (pending, or running with an expired
+    lease) and have no broker message (never published, or one forgotten), best job first."""
+    now = utcnow()
+    waiting = or_(
+        JobChunkRow.state == "pending",
+        and_(JobChunkRow.state == "running", JobChunkRow.lease_expires_at < now),
+    )
+    rows = await session.execute(
+        select(JobChunkRow.job_id, JobChunkRow.index, JobRow.model)
+        .join(JobRow, JobRow.id == JobChunkRow.job_id)
+        .where(
+            waiting,
+            JobChunkRow.published_at.is_(None),
+            JobRow.state.in_(("queued", "running")),
+        )
+        .order_by(JobRow.priority.desc(), JobRow.created_at, JobChunkRow.job_id, JobChunkRow.index)
+        .limit(limit)
+    )
+    return [UnpublishedChunk(j, i, m) for j, i, m in rows.all()]
+
+
+async def mark_published(
+    *, session: AsyncSession, keys: Collection[tuple[str, int]], at: dt.datetime | None
+) -> None:
+    """Record that a message was published for each (job, index) at `at` (None: forget it,
+    so the relay publishes one again)."""
+    if keys:
+        await session.execute(
+            update(JobChunkRow)
+            .where(tuple_(JobChunkRow.job_id, JobChunkRow.index).in_(list(keys)))
+            .values(published_at=at)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkStatus:
+    """Where a chunk stands, as a worker holding a message for it needs to know."""
+
+    state: str
+    job_state: str
+    model: str
+    version: str
+    next_attempt_at: dt.datetime | None
+    lease_expires_at: dt.datetime | None
+
+
+async def chunk_status(*, session: AsyncSession, job_id: str, index: int) -> ChunkStatus | None:
+    """The chunk's state and its job's, or None when there is no such chunk."""
+    row = (
+        await session.execute(
+            select(
+                JobChunkRow.state,
+                JobRow.state,
+                JobRow.model,
+                JobRow.version,
+                JobChunkRow.next_attempt_at,
+                JobChunkRow.lease_expires_at,
+            )
+            .join(JobRow, JobRow.id == JobChunkRow.job_id)
+            .where(JobChunkRow.job_id == job_id, JobChunkRow.index == index)
+        )
+    ).one_or_none()
+    return None if row is None else ChunkStatus(*row)

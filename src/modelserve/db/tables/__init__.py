@@ -2,7 +2,8 @@
 
 One module per domain: `registry.py` (models, versions, aliases, traffic), `auth.py` (users,
 API keys, refresh tokens, audit events), `predictions.py` (the sampled prediction log),
-`jobs.py` (batch jobs, their uploads, chunks and failed rows).
+`jobs.py` (batch jobs, their uploads, chunks and failed rows), `schedules.py` (scheduled jobs
+and the ticks they claimed).
 """
 
 from modelserve.db.tables import (
@@ -10,4 +11,5 @@ from modelserve.db.tables import (
     jobs,  # noqa: F401
     predictions,  # noqa: F401
     registry,  # noqa: F401
+    schedules,  # noqa: F401
 )

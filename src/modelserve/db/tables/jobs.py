@@ -117,6 +117,10 @@ class JobChunkRow(Base):
     rows_failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Celery mode: when a message for this chunk was last handed to the broker. NULL on a
+    # pending chunk means none was (the broker was down at submit, or the chunk was
+    # requeued): the server's outbox relay publishes it (jobs/outbox.py).
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobErrorRow(Base):

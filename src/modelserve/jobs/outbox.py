@@ -1,0 +1,114 @@
+"""`OutboxRelay`: with Celery workers, the server publishes one broker message per chunk, and
+never loses a job to a broker that is down.
+
+Submit writes the job and its chunks (`queued`, `pending`) in one transaction and only then
+wakes the relay; the relay reads the waiting chunks that have no message yet
+(`job_chunks.published_at IS NULL`), publishes them, and only after the broker took them
+marks them published. So the database is the outbox: a broker that is down at submit leaves
+the chunks unmarked, and the relay publishes them on a later sweep (every
+`outbox_interval_s`), from this server or any other replica, once the broker is back. A
+server killed between publishing and marking publishes those chunks again: a chunk's second
+message finds it leased or done and does nothing (the lease is the exactly-once, not the
+broker). Workers keep the invariant going: a worker that cannot send a chunk's next message
+(`jobs/delivery.py`) unmarks it, and the relay sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from modelserve.config import JobsConfig
+from modelserve.errors import DatabaseUnavailableError
+from modelserve.jobs.sql_queue import SqlJobQueue
+from modelserve.jobs.work import ChunkPublisher, ChunkTask, Dispatch
+
+logger = logging.getLogger("modelserve.jobs")
+
+# Chunks read, published and marked per step: a 100,000-chunk job goes out in steps, so
+# neither one query nor one publish holds everything.
+BATCH = 500
+
+
+class OutboxRelay:
+    """Publishes chunks that have no broker message, from a server process, until stopped."""
+
+    def __init__(
+        self,
+        *,
+        queue: SqlJobQueue,
+        publisher: ChunkPublisher,
+        config: JobsConfig,
+        wakeup: asyncio.Event | None = None,
+        batch: int = BATCH,
+    ) -> None:
+        self._queue = queue
+        self._publisher = publisher
+        self._config = config
+        self._wakeup = wakeup or asyncio.Event()
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+        # Whether the broker refused the last sweep: an outage is logged when it starts and
+        # when it ends, not every few seconds.
+        self.failing = False
+
+    def start(self) -> None:
+        """Sweep now and then every `outbox_interval_s`, or when woken (a submit here)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run_forever(), name="modelserve-jobs-outbox"
+            )
+
+    async def stop(self) -> None:
+        """Stop sweeping (a publish in flight finishes in its thread; it is marked next time)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def sweep(self) -> int:
+        """Publish every waiting chunk that has no message; how many were published. Raises
+        what the broker raised (nothing after the failed step is marked)."""
+        sent = 0
+        while True:
+            chunks = await self._queue.unpublished(self._batch)
+            if not chunks:
+                return sent
+            dispatches = [
+                Dispatch(ChunkTask(c.job_id, c.index), self._config.queue_for(c.model))
+                for c in chunks
+            ]
+            await asyncio.to_thread(self._publisher.publish, dispatches)
+            await self._queue.mark_published([d.task for d in dispatches], published=True)
+            sent += len(dispatches)
+            if len(chunks) < self._batch:
+                return sent
+
+    async def _run_forever(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                sent = await self.sweep()
+            except DatabaseUnavailableError:
+                logger.warning("jobs outbox: the database is unavailable; trying again shortly")
+            except Exception as exc:
+                if not self.failing:
+                    logger.warning(
+                        "jobs outbox: the broker refused chunks (%s); they stay queued and are"
+                        " published when it is back",
+                        _describe(exc),
+                    )
+                self.failing = True
+            else:
+                if self.failing:
+                    logger.info("jobs outbox: the broker is back; %d chunks published", sent)
+                self.failing = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._config.outbox_interval_s)
+
+
+def _describe(exc: BaseException) -> str:
+    # Broker errors carry the URL in some versions' messages: the type is enough for a log.
+    return type(exc).__name__
