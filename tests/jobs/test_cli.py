@@ -129,3 +129,33 @@ def test_a_part_whose_answer_was_lost_is_not_sent_twice() -> None:
         assert _put_part(client, "a" * 32, 10, b"+second", None) == 17
     assert bytes(stored) == b"first part+second"
     assert calls == ["PUT", "GET", "PUT"]
+
+
+def test_schedules_create_list_pause_resume_delete(
+    server: tuple[ServerProcess, str], tmp_path: Path
+) -> None:
+    source = tmp_path / "daily.jsonl"
+    source.write_bytes(b'{"x": 1}\n{"x": 2}\n')
+    code, out, err = cli(
+        server, "schedules", "create", "nightly", "doubler", str(source), "--cron", "30 2 * * *"
+    )
+    assert code == 0, err
+    assert "(nightly): active, next " in out and "T02:30:00Z" in out
+    schedule_id = out.split()[1]
+    code, out, err = cli(server, "schedules", "list")
+    assert code == 0, err
+    assert "nightly" in out and "30 2 * * *" in out
+    code, out, err = cli(server, "schedules", "list", "--json")
+    assert [s["id"] for s in json.loads(out)["data"]] == [schedule_id]
+    code, out, _ = cli(server, "schedules", "pause", schedule_id)
+    assert "paused, next paused" in out
+    code, out, _ = cli(server, "schedules", "resume", schedule_id)
+    assert "active, next " in out
+    code, out, err = cli(
+        server, "schedules", "create", "bad", "doubler", str(source), "--cron", "x"
+    )
+    assert code == 1 and "invalid_input" in err + out
+    code, out, _ = cli(server, "schedules", "delete", schedule_id)
+    assert code == 0 and "deleted" in out
+    code, _, err = cli(server, "schedules", "show", schedule_id)
+    assert code == 1 and "not_found" in err

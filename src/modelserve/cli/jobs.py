@@ -42,6 +42,7 @@ from modelserve.cli.client import (
     send,
     usage_error,
 )
+from modelserve.cli.schedules import app as schedules_app
 
 # Parts are ordinary request bodies; the server says its own cap, this is ours.
 PART_BYTES = 4 * 1024 * 1024
@@ -56,6 +57,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer
 JobArg = Annotated[str, typer.Argument(metavar="JOB_ID", help="A job id, as `jobs list` shows.")]
 
 app = typer.Typer(help="Batch jobs: run a model over a whole file (submit, watch, results).")
+app.add_typer(schedules_app, name="schedules")
 
 
 def _path(*parts: str) -> str:
