@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.probes import percentile, post_json, raw_burst
 from tests.faults.common import serve
 from tests.faults.outcomes import FULL, record
-from tests.faults.services import CAPACITY
+from tests.faults.services import CAPACITY, WORK_BATCH, WORK_QUEUE
 
 PATH = "/v1/models/work/predict"
 # Criteria of the issue: rejection p99 at 10x and 100x, admitted latency against unloaded.
@@ -39,7 +39,9 @@ def test_overload_sheds_the_excess_fast(tmp_path: Path, factor: int) -> None:
     total = factor * CAPACITY
     _raise_fd_limit(total + 256)
     with serve(tmp_path) as server:
-        unloaded = raw_burst(server.address, _requests(CAPACITY))
+        # Unloaded: one batch's worth at once (16 at once can already find the queue full
+        # before the collator took the first 8 out of it).
+        unloaded = raw_burst(server.address, _requests(WORK_BATCH))
         assert all(r.status == 200 for r, _ in unloaded)
         unloaded_p50 = percentile([s for _, s in unloaded], 50)
         burst = raw_burst(server.address, _requests(total), timeout_s=30.0)
@@ -54,7 +56,8 @@ def test_overload_sheds_the_excess_fast(tmp_path: Path, factor: int) -> None:
     timing_ok = reject_p99_ms <= REJECT_P99_MS[factor] and (
         factor != 10 or slowdown <= ADMITTED_SLOWDOWN
     )
-    structural_ok = not other and not wrong and no_retry_after == 0 and len(admitted) >= CAPACITY
+    # At least the queue's worth is admitted; how many more depends on how fast batches drain.
+    structural_ok = not other and not wrong and no_retry_after == 0 and len(admitted) >= WORK_QUEUE
     record(
         f"R6 overload {factor}x (capacity {CAPACITY}, 50 ms batches)",
         load=f"{total} at once",
@@ -68,6 +71,6 @@ def test_overload_sheds_the_excess_fast(tmp_path: Path, factor: int) -> None:
     assert not other, f"statuses other than 200/503: {sorted(set(other))}"
     assert not wrong, "an admitted request got another request's answer"
     assert no_retry_after == 0
-    assert len(admitted) >= CAPACITY
+    assert len(admitted) >= WORK_QUEUE
     if FULL:
         assert timing_ok, (reject_p99_ms, slowdown)
