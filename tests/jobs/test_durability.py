@@ -1,14 +1,12 @@
-"""Durability: a worker killed between a chunk's write and its ack, two runners on one queue,
-and `kill -9` of a real server mid-job: every row ends up in the results exactly once."""
+"""Durability: a worker killed between a chunk's write and its ack, and two runners on one
+queue: every row ends up in the results exactly once. `kill -9` of a real server (embedded
+runner) or Celery worker mid-job is in the fault suite (tests/faults/test_jobs.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-from typing import Any
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import create_engine, text
@@ -18,12 +16,9 @@ from modelserve.jobs.processing import ChunkProcessor
 from modelserve.jobs.runner import EmbeddedRunner
 from modelserve.jobs.sql_queue import SqlJobQueue
 from modelserve.jobs.work import ChunkResult, Lease
-from tests.e2e.server import kill_tree, launch
-from tests.jobs.conftest import Factory, jsonl, reset_jobs
+from tests.jobs.conftest import Factory, jsonl
 
 pytestmark = pytest.mark.services
-
-SERVICES = Path(__file__).with_name("services.py")
 
 
 class StallsBeforeAck(SqlJobQueue):
@@ -128,64 +123,3 @@ def test_two_runners_on_one_queue_run_each_chunk_once(jobs_app: Factory, databas
             assert api.job(job["id"])["rows"]["done"] == 60
             assert rows_of(api.results(job["id"])) == list(range(60))
             assert set(attempts(database_url, job["id"]).values()) == {1}
-
-
-def _upload(client: httpx.Client, data: bytes) -> str:
-    upload_id: str = client.post("/v1/uploads").json()["id"]
-    step = 4096
-    for offset in range(0, len(data), step):
-        response = client.put(
-            f"/v1/uploads/{upload_id}",
-            params={"offset": offset},
-            content=data[offset : offset + step],
-        )
-        assert response.status_code == 200, response.text
-    assert client.post(f"/v1/uploads/{upload_id}/complete").status_code == 200
-    return upload_id
-
-
-def _poll(client: httpx.Client, job_id: str, until: Any, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
-
-
-@pytest.mark.e2e
-def test_kill_9_mid_job_and_a_new_server_finishes_every_row_once(
-    database_url: str, tmp_path: Path
-) -> None:
-    reset_jobs(database_url)
-    env = {
-        "MODELSERVE_DATA_DIR": str(tmp_path / "data"),
-        "MODELSERVE_DATABASE_URL": database_url,
-        "MODELSERVE_JOBS__CHUNK_SIZE": "20",
-        "MODELSERVE_JOBS__LEASE_S": "1",
-        "MODELSERVE_JOBS__POLL_INTERVAL_S": "0.1",
-        # Slow enough to be caught in the middle: about 3 s for the whole job.
-        "JOBS_TEST_BATCH_DELAY_S": "0.05",
-    }
-    rows = 400
-    with launch(tmp_path / "first", target=SERVICES, env=env) as first:
-        client = first.client()
-        upload_id = _upload(client, jsonl([{"x": i} for i in range(rows)]))
-        job_id = client.post(
-            "/v1/jobs",
-            json={"model": "doubler", "input": {"upload_id": upload_id}, "format": "jsonl"},
-        ).json()["id"]
-        seen = _poll(client, job_id, lambda j: j["rows"]["done"] >= 100)
-        kill_tree(first.proc)  # SIGKILL: no shutdown hook runs, leases stay taken
-    assert seen["state"] == "running", seen
-    with launch(tmp_path / "second", target=SERVICES, env=env) as second:
-        client = second.client()
-        job = _poll(client, job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
-        assert job["state"] == "succeeded"
-        assert job["rows"] == {"total": rows, "done": rows, "failed": 0, "remaining": 0}
-        results = client.get(f"/v1/jobs/{job_id}/results").content
-        records = [orjson.loads(line) for line in results.splitlines()]
-        assert [r["row"] for r in records] == list(range(rows))
-        assert all(r["output"]["y"] == 2 * r["row"] for r in records)
-        assert client.get(f"/v1/jobs/{job_id}/errors").json()["data"] == []

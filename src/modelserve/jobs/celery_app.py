@@ -23,6 +23,7 @@ Reliability settings, and why:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -160,6 +161,9 @@ def run_worker(app: Celery, *, concurrency: int, queues: Sequence[str], loglevel
             f"--queues={','.join(queues)}",
             f"--loglevel={loglevel.upper()}",
             "--pool=prefork",
+            # A node name of its own: two workers on one host must not share one (their
+            # remote-control queues would collide).
+            f"--hostname=modelserve-{os.getpid()}@%h",
             # No gossip, mingle or events: workers need not know each other (the database
             # coordinates them), and each would be broker traffic.
             "--without-gossip",
