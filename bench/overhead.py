@@ -12,6 +12,15 @@ alike; each figure is the median over rounds. Two measures per point:
     python -m bench.overhead                  # 4 configurations, 5 rounds of 5 s at c=64
     python -m bench.overhead --rounds 7 -d 8 -c 64 --out bench/results
 
+Before/after a change, in one run: `--tree NAME=PATH` (repeatable) starts every configuration
+once per source tree (`PATH/src` first on the server's PYTHONPATH, e.g. a `git worktree` of the
+commit before), and `--ceiling` adds the raw ASGI app under the same protocol class to the
+rounds, so each row also has its ratio to the ceiling of the same rounds:
+
+    git worktree add /tmp/before <commit>
+    python -m bench.overhead --configs auth+observability --tree before=/tmp/before \
+        --tree after=. --ceiling -c 64
+
 Writes `<out>/<date>-<host>-overhead.md` and `.json` when `--out` is given.
 """
 
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -52,11 +62,16 @@ class Config:
     name: str
     auth: bool
     observability: bool
+    # The source tree it runs from (`--tree`); None: this checkout.
+    src: Path | None = None
+    # The raw ASGI ceiling rather than modelserve (`--ceiling`).
+    ceiling: bool = False
     server: ServerProcess | None = None
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     rps: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
     errors: int = 0
 
@@ -90,6 +105,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for every modelserve server",
     )
+    p.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="run every configuration from this source tree too (PATH/src first on the"
+        " server's PYTHONPATH); repeat for before/after in one run",
+    )
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="add the raw ASGI app (bench.servers.raw_asgi) to the rounds as `raw-asgi`",
+    )
     return p.parse_args(argv)
 
 
@@ -97,6 +125,9 @@ def start(
     config: Config, extra: dict[str, str], auth_env: dict[str, str], key: dict[str, str]
 ) -> None:
     """Start the server of one configuration and wait for its first good answer."""
+    if config.ceiling:
+        start_ceiling(config)
+        return
     base = all_servers()["modelserve"]
     env = dict(extra)
     if config.auth:
@@ -108,11 +139,31 @@ def start(
     env.update(OBS_ON if config.observability else OBS_OFF)
     port = free_port()
     config.url = f"http://127.0.0.1:{port}{base.paths['w1']}"
-    log = ROOT / "bench" / ".work" / "logs" / f"overhead-{config.name}.log"
+    log = ROOT / "bench" / ".work" / "logs" / f"overhead-{_slug(config.name)}.log"
+    environment = server_env(base, env)
+    if config.src is not None:
+        # Its modelserve ahead of the installed (editable) one: the bench itself stays ours.
+        source = str((config.src / "src").resolve())
+        environment["PYTHONPATH"] = os.pathsep.join((source, environment["PYTHONPATH"]))
+    config.server = ServerProcess(base.command("w1", port), env=environment, cwd=ROOT, log_path=log)
+    config.server.wait_ready(config.url, JSON_BODIES["w1"], config.headers, timeout_s=120)
+
+
+def start_ceiling(config: Config) -> None:
+    """Start the raw ASGI echo app (the ceiling of the HTTP stack) for W1."""
+    base = all_servers()["raw-asgi"]
+    port = free_port()
+    config.url = f"http://127.0.0.1:{port}{base.paths['w1']}"
+    config.headers = dict(DEFAULT_HEADERS)
+    log = ROOT / "bench" / ".work" / "logs" / "overhead-raw-asgi.log"
     config.server = ServerProcess(
-        base.command("w1", port), env=server_env(base, env), cwd=ROOT, log_path=log
+        base.command("w1", port), env=server_env(base, {}), cwd=ROOT, log_path=log
     )
     config.server.wait_ready(config.url, JSON_BODIES["w1"], config.headers, timeout_s=120)
+
+
+def _slug(name: str) -> str:
+    return name.replace("+", "-").replace("@", "-at-")
 
 
 def measure(config: Config, concurrency: int, duration_s: float) -> None:
@@ -129,16 +180,21 @@ def measure(config: Config, concurrency: int, duration_s: float) -> None:
     )
     cpu = server.cpu_seconds() - cpu_before
     config.rps.append(result.ok_per_s)
+    config.p50_ms.append(result.latency_ms.get("p50", float("nan")))
     config.p99_ms.append(result.latency_ms.get("p99", float("nan")))
     config.cpu_us.append(cpu / max(1, result.requests) * 1e6)
     config.errors += result.non_2xx + sum(result.socket_errors.values())
 
 
 def report(configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
-    """Medians and ratios against the first configuration (bare when all run)."""
-    bare = configs[0]
+    """Medians and ratios against the first configuration (bare when all run), and against
+    the ceiling when it ran."""
+    served = [config for config in configs if not config.ceiling]
+    bare = served[0]
     base_rps = statistics.median(bare.rps)
     base_cpu = statistics.median(bare.cpu_us)
+    ceiling = next((config for config in configs if config.ceiling), None)
+    ceiling_rps = statistics.median(ceiling.rps) if ceiling is not None else None
     rows = []
     for config in configs:
         rps = statistics.median(config.rps)
@@ -154,6 +210,8 @@ def report(configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
                 "cpu_us_per_request_median": round(cpu, 1),
                 "cpu_us_runs": [round(x, 1) for x in config.cpu_us],
                 "cpu_vs_bare": round(cpu / base_cpu, 3),
+                "rps_vs_ceiling": round(rps / ceiling_rps, 3) if ceiling_rps else None,
+                "p50_ms_median": round(statistics.median(config.p50_ms), 3),
                 "p99_ms_median": round(statistics.median(config.p99_ms), 2),
                 "errors": config.errors,
             }
@@ -166,6 +224,7 @@ def report(configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "configs": [config.name for config in configs],
+        "trees": args.tree,
         "ms_env": args.ms_env,
         "rows": rows,
     }
@@ -184,18 +243,21 @@ def markdown(data: dict[str, Any]) -> str:
         f"# Feature overhead, W1 c={data['concurrency']} ({data['date']}, {data['host']})",
         "",
         f"`python -m bench.overhead --rounds {data['rounds']} -d {data['duration_s']:g}"
-        f" -c {data['concurrency']} --configs {','.join(data['configs'])}`; medians of"
-        f" interleaved rounds; ratios against {data['configs'][0]}; load average"
+        f" -c {data['concurrency']}` over {', '.join(data['configs'])}; medians of"
+        f" interleaved rounds; ratios against the first modelserve row; load average"
         f" {data['load_average']}.",
         "",
-        "| configuration | req/s | vs first | CPU us/request | vs first | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| configuration | req/s | vs first | vs ceiling | CPU us/request | vs first"
+        " | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["rows"]:
+        ceiling = row["rps_vs_ceiling"]
         lines.append(
             f"| {row['config']} | {row['rps_median']:,.0f} | {row['rps_vs_bare']:.2f}x"
+            f" | {f'{ceiling:.2f}x' if ceiling else '-'}"
             f" | {row['cpu_us_per_request_median']:.1f} | {row['cpu_vs_bare']:.2f}x"
-            f" | {row['p99_ms_median']:.1f} | {row['errors']} |"
+            f" | {row['p50_ms_median']:.3f} | {row['p99_ms_median']:.1f} | {row['errors']} |"
         )
     lines.append("")
     lines.append(
@@ -217,8 +279,17 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not on PATH (apt-get install wrk)", file=sys.stderr)
         return 2
     extra = dict(item.split("=", 1) for item in args.ms_env)
+    trees: list[tuple[str, Path | None]] = [
+        (name, Path(path)) for name, _, path in (item.partition("=") for item in args.tree)
+    ] or [("", None)]
     auth_env, key = provision(server_env_base())
-    configs = [Config(name, *known[name]) for name in wanted]
+    configs = [
+        Config(f"{name}@{tree}" if tree else name, *known[name], src=src)
+        for tree, src in trees
+        for name in wanted
+    ]
+    if args.ceiling:
+        configs.append(Config("raw-asgi", auth=False, observability=False, ceiling=True))
     try:
         for config in configs:
             start(config, extra, auth_env, key)
@@ -226,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             measure(config, args.concurrency, 2)
             config.rps.clear()
             config.cpu_us.clear()
+            config.p50_ms.clear()
             config.p99_ms.clear()
             config.errors = 0
         for round_ in range(args.rounds):
@@ -242,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y-%m-%d')}-{platform.node()}-overhead"
-        if len(configs) < len(CONFIGS):
-            stem += "-" + "-vs-".join(c.name.replace("+", "-") for c in configs)
+        if len(configs) != len(CONFIGS):
+            stem += "-" + "-vs-".join(_slug(c.name) for c in configs)
         stem = unused_stem(args.out, stem)
         (args.out / f"{stem}.md").write_text(text)
         (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -4,6 +4,11 @@ A real uvicorn with the protocol class serves an app in a thread of this process
 to it over raw sockets so that framing (keep-alive, pipelining, split bodies, Expect, chunked,
 Connection: close, HTTP/1.0) is exactly what goes over the wire. A spy on the predict endpoint
 tells which path served each request.
+
+The equivalence tests send one corpus of good and bad requests three ways into the one predict
+pipeline (`http/pipeline.py`): the protocol's task-free path, the ASGI endpoint, and the FastAPI
+routes that document the predict paths (reached through FastAPI's router, as a request FastAPI
+routed itself would be). Status line, headers, body and the access record must be identical.
 """
 
 from __future__ import annotations
@@ -12,21 +17,25 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from pydantic import BaseModel
 
-from modelserve import HttpConfig, Service, Settings, batching, create_app
+from modelserve import HttpConfig, Service, Settings, batching
 from modelserve.cli.serve import http_protocol
 from modelserve.config import ServerConfig
-from modelserve.http.app import ModelserveApp
+from modelserve.errors import AuthenticationError, PermissionDeniedError
+from modelserve.http.app import ModelserveApp, build_app
+from modelserve.http.openapi import PredictRoute
+from modelserve.http.predict import match
 from modelserve.http.protocol import (
     MAX_HELD_BODY,
     _declared_length,
     find_fast_app,
     protocol_class,
 )
+from modelserve.types import Principal, Receive, RequestRecord, Scope, Send
 from tests.http.services import Checksum, Summer
 from tests.observability.support import serve_in_thread
 
@@ -94,27 +103,125 @@ class Spy:
         return getattr(self.endpoint, name)
 
 
-def build() -> tuple[ModelserveApp, Spy]:
-    app = create_app(
-        Settings(http=HttpConfig(max_body_bytes=LIMIT)), [Double, Summer, Sleepy, Checksum]
+MEMBER = Principal(
+    kind="api_key",
+    subject="key-1",
+    owner_id="u1",
+    role="member",
+    scopes=frozenset({"predict:*"}),
+    rate_key="key-1",
+)
+
+
+class Gate:
+    """A PredictGuard: `good` is a cached credential, `later` one that needs a lookup (the
+    protocol's path then declines), `nope` may not predict, anything else is unknown."""
+
+    def check_predict_now(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal | None:
+        token = dict(headers).get(b"authorization", b"")
+        if token == b"Bearer later":
+            return None
+        return self._check(token)
+
+    async def check_predict(self, headers: list[tuple[bytes, bytes]], model: str) -> Principal:
+        token = dict(headers).get(b"authorization", b"")
+        return self._check(b"Bearer good" if token == b"Bearer later" else token)
+
+    @staticmethod
+    def _check(token: bytes) -> Principal:
+        if token == b"Bearer good":
+            return MEMBER
+        if token == b"Bearer nope":
+            raise PermissionDeniedError("this credential may not predict with this model")
+        raise AuthenticationError("missing or invalid credentials")
+
+
+class Records:
+    """The access records (what the access log writes a line of) one server made."""
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+
+    def on_request(self, record: RequestRecord) -> None:
+        self.records.append(record)
+
+    def next(self, seen: int) -> RequestRecord:
+        """The record after the first `seen`, once the server made it (it reports right
+        after writing the answer, which the client may read first)."""
+        deadline = time.monotonic() + 10
+        while len(self.records) <= seen and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return self.records[seen]
+
+
+def build(records: Records | None = None) -> tuple[ModelserveApp, Spy]:
+    app = build_app(
+        Settings(http=HttpConfig(max_body_bytes=LIMIT)),
+        [Double, Summer, Sleepy, Checksum],
+        guard=Gate(),
+        observers=[records] if records is not None else (),
     )
     spy = Spy(app.predict_endpoint)
     app.predict_endpoint = spy  # type: ignore[assignment]
     return app, spy
 
 
+class ThroughRouter:
+    """The app as FastAPI's router sees it: predict paths reach the routes that document
+    them (`http/openapi.py`), not the endpoint `ModelserveApp.dispatch` calls first."""
+
+    def __init__(self, app: ModelserveApp) -> None:
+        self.app = app
+        self.routes: list[Any] = []  # the route each request was served by
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or match(scope["path"]) is None:
+            await self.app(scope, receive, send)  # the lifespan, the readiness probe
+            return
+        scope["app"] = self.app
+        await self.app.router(scope, receive, send)
+        self.routes.append(scope.get("route"))
+
+
+class Served(NamedTuple):
+    url: str
+    records: Records
+    routes: list[Any]
+
+
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, Spy]]:
-    app, spy = build()
+def served_records() -> Iterator[tuple[str, Spy, Records]]:
+    records = Records()
+    app, spy = build(records)
     with serve_in_thread(app, http=protocol_class()) as url:
-        yield url, spy
+        yield url, spy, records
 
 
 @pytest.fixture(scope="module")
-def plain() -> Iterator[str]:
-    app, _ = build()
+def served(served_records: tuple[str, Spy, Records]) -> tuple[str, Spy]:
+    return served_records[0], served_records[1]
+
+
+@pytest.fixture(scope="module")
+def plain_records() -> Iterator[Served]:
+    records = Records()
+    app, _ = build(records)
     with serve_in_thread(app, http="httptools") as url:
-        yield url
+        yield Served(url, records, [])
+
+
+@pytest.fixture(scope="module")
+def plain(plain_records: Served) -> str:
+    return plain_records.url
+
+
+@pytest.fixture(scope="module")
+def documented() -> Iterator[Served]:
+    records = Records()
+    app, _ = build(records)
+    router = ThroughRouter(app)
+    with serve_in_thread(router, http="httptools") as url:
+        yield Served(url, records, router.routes)
 
 
 @pytest.fixture
@@ -138,6 +245,8 @@ def request(
     version: str = "1.1",
     headers: str = "",
 ) -> bytes:
+    if "authorization:" not in headers.lower():
+        headers += "Authorization: Bearer good\r\n"
     head = f"{method} {path} HTTP/{version}\r\nHost: test\r\n{headers}"
     if body is None:
         return (head + "\r\n").encode()
@@ -176,6 +285,23 @@ class Reader:
                 raise ConnectionError("closed inside a body")
         body, self.buffer = self.buffer[:size], self.buffer[size:]
         return status, headers, body
+
+    def raw_response(self) -> tuple[bytes, bytes]:
+        """The next response as it came: its head (no blank line) and its body."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._fill():
+                raise ConnectionError("closed before a response")
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        size = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                size = int(value)
+        while len(self.buffer) < size:
+            if not self._fill():
+                raise ConnectionError("closed inside a body")
+        body, self.buffer = self.buffer[:size], self.buffer[size:]
+        return head, body
 
     def closed(self) -> bool:
         """True when the server closed the connection (and sent nothing more)."""
@@ -292,6 +418,7 @@ def test_expect_100_continue_and_chunked_bodies_take_the_asgi_path(
         assert reader.response()[2] == b'{"y":10.0}'
         sock.sendall(
             b"POST /v1/models/double/predict HTTP/1.1\r\nHost: t\r\n"
+            b"Authorization: Bearer good\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             b'4\r\n{"x"\r\n4\r\n: 6}\r\n0\r\n\r\n'
         )
@@ -352,49 +479,133 @@ def test_a_failure_inside_the_fast_path_falls_back_to_the_asgi_path(
     assert spy.asgi_calls == 1
 
 
-BODIES = [
+JSON = "Content-Type: application/json\r\n"
+OCTETS = "Content-Type: application/octet-stream\r\n"
+MANY_HEADERS = "".join(f"X-Filler-{i}: {i}\r\n" for i in range(101))
+
+CORPUS = [
     ("/v1/models/double/predict", b'{"x": 1.5}', ""),
     ("/v1/models/double/predict", b'{"x": "1.5"}', ""),
     ("/v1/models/double/predict", b'{"x": 1, "x": 2}', ""),
     ("/v1/models/double/predict", b'{"x": 1', ""),
+    ("/v1/models/double/predict", b'{"x": "\\u0000"}', ""),
     ("/v1/models/double/predict", b"", ""),
     ("/v1/models/double/predict", b'{"x": 1}', "Content-Type: text/plain\r\n"),
+    ("/v1/models/double/predict", b'{"x": 1}', "Content-Type: application/problem+json\r\n"),
     ("/v1/models/double/predict", b'{"x": 1}', "X-Request-ID: mine-1\r\n"),
     ("/v1/models/double/predict", b'{"x": 1}', "X-Request-ID: a b<c>\r\n"),
+    ("/v1/models/double/predict", b'{"x": 1}', MANY_HEADERS),
+    ("/v1/models/double/predict", b'{"x": 1}', "Authorization: Basic abc\r\n"),
+    ("/v1/models/double/predict", b'{"x": 1}', "Authorization: Bearer nope\r\n"),
+    ("/v1/models/double/predict", b'{"x": 1}', "Authorization: Bearer later\r\n"),
+    ("/v1/models/double/predict?api_key=ms_secret", b'{"x": 1}', ""),
     ("/v1/models/nope/predict", b'{"x": 1}', ""),
+    ("/v1/models/nope/predict", b'{"x": 1}', "Authorization: Basic abc\r\n"),
     ("/v1/models/double/versions/9/predict", b'{"x": 1}', ""),
     ("/v1/models/double/versions/1/predict", b'{"x": 1}', ""),
+    ("/v1/models/sleepy/predict", b'{"seconds": 0.01}', ""),
     ("/v1/models/summer/predict", b'{"values": [-1]}', ""),
     ("/v1/models/summer/predict", b'{"values": []}', ""),
     ("/v1/models/double/predict", b'{"x": 1}' + b" " * (LIMIT + 1 - 8), ""),
-    (
-        "/v1/models/checksum/predict",
-        bytes(range(256)),
-        "Content-Type: application/octet-stream\r\n",
-    ),
-    ("/v1/models/checksum/predict", b"", "Content-Type: application/octet-stream\r\n"),
-    ("/v1/models/double/predict", b"\x01\x02", "Content-Type: application/octet-stream\r\n"),
-    ("/v1/models/checksum/predict/batch", b"ab", "Content-Type: application/octet-stream\r\n"),
+    ("/v1/models/checksum/predict", bytes(range(256)), OCTETS),
+    ("/v1/models/checksum/predict", b"", OCTETS),
+    ("/v1/models/double/predict", b"\x01\x02", OCTETS),
+    ("/v1/models/double/predict", b"\x1f\x8b\x08\x00", "Content-Encoding: gzip\r\n"),
+    ("/v1/models/checksum/predict", b"\x1f\x8b\x08\x00", OCTETS + "Content-Encoding: br\r\n"),
+    ("/v1/models/double/predict", b'{"x": 1}', "Content-Encoding: identity\r\n"),
+    ("/v1/models/double/predict/batch", b'{"inputs": [{"x": 1}, {"x": 2}]}', ""),
+    ("/v1/models/double/versions/1/predict/batch", b'{"inputs": [{"x": 3}]}', ""),
+    ("/v1/models/double/predict/batch", b'{"inputs": []}', ""),
+    ("/v1/models/double/predict/batch", b'{"inputs": [{"x": 1}, {"y": 2}]}', ""),
+    ("/v1/models/double/predict/batch", b'[{"x": 1}]', ""),
+    ("/v1/models/summer/predict/batch", b'{"inputs": [{"values": [1]}, {"values": [-1]}]}', ""),
+    ("/v1/models/checksum/predict/batch", b"ab", OCTETS),
+    ("/v1/models/nope/predict/batch", b'{"inputs": [{"x": 1}]}', JSON),
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "headers"), BODIES)
-def test_both_paths_give_the_same_answer(
-    served: tuple[str, Spy], spy: Spy, plain: str, path: str, body: bytes, headers: str
+def comparable(record: RequestRecord) -> tuple[Any, ...]:
+    """An access record less what differs between any two requests (time, generated id)."""
+    return (
+        record.method,
+        record.route,
+        record.status,
+        record.principal,
+        record.model,
+        record.version,
+        record.error_code,
+        record.trace_id,
+    )
+
+
+@pytest.mark.parametrize(("path", "body", "headers"), CORPUS)
+def test_every_way_in_gives_the_same_answer_and_access_record(
+    served_records: tuple[str, Spy, Records],
+    spy: Spy,
+    plain_records: Served,
+    documented: Served,
+    path: str,
+    body: bytes,
+    headers: str,
 ) -> None:
     raw = request(path, body, headers=headers)
-    fast, asgi = one(served[0], raw), one(plain, raw)
-    # Every one-input request took the task-free path but the body beyond uvicorn's buffer.
-    held = len(body) <= MAX_HELD_BODY and not path.endswith("/batch")
+    answers: list[tuple[bytes, bytes]] = []
+    records: list[RequestRecord] = []
+    url, _, fast_records = served_records
+    for target, seen in (
+        (url, fast_records),
+        (plain_records.url, plain_records.records),
+        (documented.url, documented.records),
+    ):
+        before = len(seen.records)
+        head, payload, request_id = answer_of(target, raw)
+        answers.append((head, payload))
+        record = seen.next(before)
+        assert record.request_id == request_id
+        records.append(record)
+    # Every one-input request took the task-free path but the body beyond uvicorn's buffer
+    # and the credential that needs a lookup.
+    held = len(body) <= MAX_HELD_BODY and "/batch" not in path and "Bearer later" not in headers
     assert (spy.fast_calls, spy.asgi_calls) == ((1, 0) if held else (0, 1))
+    assert answers[0] == answers[1] == answers[2]
+    assert comparable(records[0]) == comparable(records[1]) == comparable(records[2])
+    if "mine-1" in headers:
+        assert {r.request_id for r in records} == {"mine-1"}
 
-    def comparable(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], Any]:
-        status, answer_headers, payload = answer
-        request_id = answer_headers.pop("x-request-id")
-        answer_headers.pop("date")
-        return status, answer_headers, payload.replace(request_id.encode(), b"<id>")
 
-    assert comparable(fast) == comparable(asgi)
+def answer_of(url: str, raw: bytes) -> tuple[bytes, bytes, str]:
+    """One answer over a fresh connection: its head (status line and headers, without the date
+    and with the request id written as <id>), its body (the request id likewise) and the
+    request id."""
+    with connect(url) as sock:
+        sock.sendall(raw)
+        reader = Reader(sock)
+        head, body = reader.raw_response()
+    status_line, _, rest = head.partition(b"\r\n")
+    kept: list[bytes] = [status_line]
+    request_id = b""
+    for line in rest.split(b"\r\n"):
+        name, _, value = line.partition(b": ")
+        if name == b"date":
+            continue
+        if name == b"x-request-id":
+            request_id, line = value, b"x-request-id: <id>"
+        kept.append(line)
+    payload = body.replace(request_id, b"<id>") if request_id else body
+    return b"\r\n".join(kept), payload, request_id.decode()
+
+
+def test_the_documentation_routes_serve_what_they_document(documented: Served) -> None:
+    # The model's own documented route (with its schemas), and the generic one for a name
+    # that is not served: both run the pipeline's adapter, not FastAPI's handler.
+    for path, expected in [
+        ("/v1/models/double/predict", "/v1/models/double/predict"),
+        ("/v1/models/nope/predict", "/v1/models/{name}/predict"),
+    ]:
+        one(documented.url, request(path, b'{"x": 4}'))
+        route = documented.routes[-1]
+        assert isinstance(route, PredictRoute)
+        assert route.path == expected
 
 
 def test_the_protocol_class_finds_the_app_behind_wrappers() -> None:

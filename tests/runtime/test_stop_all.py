@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from modelserve.runtime.manager import _stop_all
+from modelserve.runtime.loading import stop_all as _stop_all
 
 
 class Busy:

@@ -3,19 +3,18 @@
 With tracing on it also gives each of these requests its server span (named by the route
 template once routing has happened), so error bodies and log lines carry a trace id.
 
-The predict fast path builds its own `RequestRecord`s (see `http/predict.py`); this does the
-same for the FastAPI routes, with the route template Starlette resolved (`scope["route"]`),
+The predict pipeline reports its own requests (`PredictPipeline.report`); this does the same
+for the FastAPI routes, with the route template Starlette resolved (`scope["route"]`),
 never the raw path, so metrics stay bounded and URLs with secrets in them are never recorded.
 Add it last (outermost), so requests refused by other middleware are counted too.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 
-from modelserve.http.context import PRINCIPAL_KEY, REQUEST_ID_KEY
+from modelserve.http.context import PRINCIPAL_KEY, REQUEST_ID_KEY, notify_observers
 from modelserve.observability import tracing
 from modelserve.types import (
     ASGIApp,
@@ -27,8 +26,6 @@ from modelserve.types import (
     Scope,
     Send,
 )
-
-logger = logging.getLogger("modelserve.http")
 
 UNMATCHED = "unmatched"
 
@@ -90,8 +87,4 @@ class AccessMiddleware:
                     principal,
                     trace_id=trace.trace_id if trace is not None else None,
                 )
-                for observer in self.observers:
-                    try:
-                        observer.on_request(record)
-                    except Exception:  # an observer must never break serving
-                        logger.exception("request observer failed")
+                notify_observers(self.observers, record)

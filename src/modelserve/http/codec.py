@@ -2,12 +2,14 @@
 
 Everything here works on bytes with pydantic-core (no stdlib `json` on the hot path); the slow
 checks (NUL and surrogate strings, duplicate keys) run only when a cheap screen says they may
-apply.
+apply. `CodecCache` holds one codec per loaded version, here in the HTTP layer rather than on
+the runtime's version object.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import orjson
@@ -19,7 +21,8 @@ from modelserve.errors import (
     MalformedBodyError,
     UnsupportedMediaError,
 )
-from modelserve.http.context import header
+from modelserve.http.context import check_encoding
+from modelserve.runtime.versions import DeployedService
 from modelserve.schemas.strict import (
     STRICT_CONFIG,
     find_bad_strings,
@@ -131,6 +134,43 @@ class ServiceCodec:
         return [self.version_header]
 
 
+class CodecCache:
+    """The codec of each loaded version, built on its first request, gone with the version.
+
+    Keyed by the version object's identity: a lookup is one dict read on the hot path. A weak
+    reference to the version drops its entry when the version is freed, so a retired version
+    leaves nothing behind here (R4) and its id cannot be met again while the entry exists.
+    """
+
+    def __init__(self, *, max_batch_inputs: int) -> None:
+        self._max_batch_inputs = max_batch_inputs
+        self._codecs: dict[int, ServiceCodec] = {}
+        self._refs: dict[int, weakref.ref[DeployedService]] = {}
+
+    def get(self, deployed: DeployedService) -> ServiceCodec:
+        """The version's codec, built on first use."""
+        codec = self._codecs.get(id(deployed))
+        if codec is None:
+            codec = self._build(deployed)
+        return codec
+
+    def __len__(self) -> int:
+        return len(self._codecs)
+
+    def _build(self, deployed: DeployedService) -> ServiceCodec:
+        key = id(deployed)
+        codec = ServiceCodec(deployed.spec, max_batch_inputs=self._max_batch_inputs)
+        codecs, refs = self._codecs, self._refs
+
+        def forget(_: object) -> None:
+            codecs.pop(key, None)
+            refs.pop(key, None)
+
+        codecs[key] = codec
+        refs[key] = weakref.ref(deployed, forget)
+        return codec
+
+
 def _non_finite(outputs: list[Any]) -> bool:
     """True if any output holds NaN or an infinity (sent as JSON null)."""
     return any(_has_non_finite(o.model_dump()) for o in outputs if isinstance(o, BaseModel))
@@ -192,8 +232,17 @@ def raw_field(input_type: type[BaseModel]) -> str | None:
 
 def check_media_type(headers: Headers) -> bool:
     """True for a raw `application/octet-stream` body, False for JSON (also when no type is
-    declared); any other type is refused with 415."""
-    content_type = header(headers, b"content-type")
+    declared); any other type, and any compressed body, is refused with 415."""
+    # One pass for both headers: this runs on every predict request.
+    content_type = content_encoding = None
+    for key, value in headers:
+        if key == b"content-type":
+            if content_type is None:
+                content_type = value
+        elif key == b"content-encoding" and content_encoding is None:
+            content_encoding = value
+    if content_encoding is not None:
+        check_encoding(content_encoding)
     if content_type is None:
         return False  # bodies without a declared type are parsed as JSON
     media = content_type.split(b";", 1)[0].strip().lower()

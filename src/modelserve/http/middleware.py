@@ -1,6 +1,8 @@
 """Plain ASGI middleware for the FastAPI routes: request ids and the body-size cap.
 
-The predict fast path does the same inline (see `http/predict.py`) to skip a middleware hop.
+The predict pipeline (`http/pipeline.py`) does the same for the predict routes, which are
+dispatched before this middleware; both call the one implementation of each check and of the
+request id in `http/context.py`.
 
 A body that passes the cap while a route is reading it (chunked, no Content-Length) is
 answered here with 413 and the route is told the client went away: raised inside `receive`,
@@ -14,13 +16,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from modelserve.auth.guard import refuse_query_credentials
-from modelserve.errors import (
-    AuthenticationError,
-    PayloadTooLargeError,
-    TooManyHeadersError,
-    UnsupportedMediaError,
+from modelserve.errors import ModelserveError
+from modelserve.http.context import (
+    DEFAULT_MAX_HEADERS,
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    RequestLimits,
+    check_encoding,
+    check_size,
+    header,
+    request_id_from,
+    too_large,
 )
-from modelserve.http.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, header, request_id_from
 from modelserve.http.errors import render_error
 from modelserve.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,12 +50,12 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
-        max_headers: int = 100,
+        max_headers: int = DEFAULT_MAX_HEADERS,
         body_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
+        self.limits = RequestLimits(max_body_bytes=max_body_bytes, max_headers=max_headers)
         self.max_body_bytes = max_body_bytes
-        self.max_headers = max_headers
         # Exact paths with their own cap (artifact uploads stream far more than a request).
         self.body_limits = dict(body_limits or {})
 
@@ -102,39 +109,36 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    too_large = PayloadTooLargeError(f"request body is over the {limit}-byte limit")
+                    over = too_large(limit)
                     if started:  # too late to answer: the route's response is under way
-                        raise too_large
-                    await refuse(too_large)
+                        raise over
+                    await refuse(over)
                     answered = True
                     return {"type": "http.disconnect"}
             return message
 
-        refusal: Exception | None = None
-        declared = header(scope["headers"], b"content-length")
-        if len(scope["headers"]) > self.max_headers:
-            refusal = TooManyHeadersError(f"request has more than {self.max_headers} headers")
-        elif declared is not None and declared.isdigit() and int(declared) > limit:
-            refusal = PayloadTooLargeError(f"request body is over the {limit}-byte limit")
-        elif _encoded(scope["headers"]):
-            refusal = UnsupportedMediaError(
-                "Content-Encoding is not supported: send the body uncompressed"
-            )
-        elif scope.get("query_string") and _auth_on(scope):
-            try:
-                refuse_query_credentials(scope["query_string"])
-            except AuthenticationError as exc:
-                refusal = exc
+        refusal = self._refusal(scope, limit)
         if refusal is not None:
             await refuse(refusal)
             return
         await self.app(scope, limited_receive, send_with_id)
 
-
-def _encoded(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether the request declares a Content-Encoding other than identity."""
-    value = header(headers, b"content-encoding")
-    return value is not None and value.strip().lower() not in (b"", b"identity")
+    def _refusal(self, scope: Scope, limit: int) -> ModelserveError | None:
+        """Why the request is refused before its route runs, if it is: too many headers
+        (431), a declared body over the cap (413), a compressed body (415), a credential in
+        the query string (401)."""
+        headers = scope["headers"]
+        try:
+            self.limits.check_headers(headers)
+            declared = header(headers, b"content-length")
+            if declared is not None and declared.isdigit():
+                check_size(int(declared), limit)
+            check_encoding(header(headers, b"content-encoding"))
+            if scope.get("query_string") and _auth_on(scope):
+                refuse_query_credentials(scope["query_string"])
+        except ModelserveError as exc:
+            return exc
+        return None
 
 
 def _auth_on(scope: Scope) -> bool:

@@ -1,16 +1,17 @@
 """The OpenAPI document: each model's predict endpoints with its real schemas, and every error.
 
-The fast path in `http/predict.py` answers every `POST /v1/models/...` before FastAPI routing;
-the routes built here document those paths (and answer the same way if they are ever reached,
-so the documentation cannot drift). `install_openapi` makes `/openapi.json` follow the runtime:
-a version promoted through the registry gets its own paths and schemas as soon as it is served,
-and the document lists the statuses the guard, the body parser and the codec add to a route.
+The predict endpoint (`http/predict.py`) answers every `POST /v1/models/...` before FastAPI
+routing; the routes built here document those paths, and a request that reaches one runs the
+same pipeline adapter (`PredictRoute`), so the documentation cannot drift from the behaviour.
+`install_openapi` makes `/openapi.json` follow the runtime: a version promoted through the
+registry gets its own paths and schemas as soon as it is served, and the document lists the
+statuses the guard, the body parser and the codec add to a route.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Body, FastAPI, Request
@@ -34,13 +35,12 @@ from modelserve.errors import (
     ServiceUnavailableError,
     UnsupportedMediaError,
 )
-from modelserve.http.context import REQUEST_ID_KEY
 from modelserve.http.deps import PREDICT_GUARDED
 from modelserve.http.error_docs import error_responses
 from modelserve.http.predict import PredictEndpoint
-from modelserve.observability.request_ids import new_request_id
 from modelserve.runtime.manager import DeployedService, ModelRuntime
 from modelserve.schemas.wire import ErrorResponse, ItemErrorInfo
+from modelserve.types import Receive, Scope, Send
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(
     MalformedBodyError,
@@ -140,15 +140,15 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
                 )
                 router.add_api_route(
                     path,
-                    _make_handler(
-                        endpoint,
+                    _documented(
                         path,
                         spec.name,
                         pinned,
-                        is_batch,
                         route.batch_model if is_batch else spec.wire_input_type,
+                        endpoint.asgi_route(spec.name, pinned, is_batch),
                     ),
                     methods=["POST"],
+                    route_class_override=PredictRoute,
                     response_model=batch_response if is_batch else spec.output_type,
                     responses=ERROR_RESPONSES,
                     summary=summary if pinned is None else f"{summary} (version {pinned})",
@@ -167,8 +167,11 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
     ):
         router.add_api_route(
             path,
-            _make_handler(endpoint, path, None, None, is_batch, dict[str, Any]),
+            _documented(
+                path, None, None, dict[str, Any], endpoint.asgi_route(None, None, is_batch)
+            ),
             methods=["POST"],
+            route_class_override=PredictRoute,
             responses=ERROR_RESPONSES,
             dependencies=[PREDICT_GUARDED],
             name=f"generic:{path}",
@@ -382,28 +385,49 @@ def _referenced(node: Any, ref: str) -> bool:
     return False
 
 
-def _make_handler(
-    endpoint: PredictEndpoint,
+class PredictRoute(APIRoute):
+    """A documented predict route: FastAPI reads its endpoint's signature for the document,
+    and a request that reaches it runs the predict endpoint's ASGI adapter (the pipeline, the
+    endpoint's `serve`), never FastAPI's body parsing and dependency solving.
+
+    `ModelserveApp.dispatch` answers predict paths before FastAPI routing, so at run time
+    these routes are reached only by a request FastAPI routes itself; either way the answer is
+    the pipeline's (tests/http/test_protocol.py compares the three ways in byte for byte).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        # Called by APIRoute.__init__ and by every router that includes this route.
+        answer = _Served(self.endpoint.serve)  # type: ignore[attr-defined]
+
+        async def handler(request: Request) -> Response:
+            return answer
+
+        return handler
+
+
+class _Served(Response):
+    """What `PredictRoute`'s handler returns: the adapter, which writes the answer itself."""
+
+    def __init__(self, serve: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        # Nothing of Response's own state: this response is never rendered, only called.
+        self._serve = serve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._serve(scope, receive, send)
+
+
+def _documented(
     path: str,
     name: str | None,
     version: str | None,
-    is_batch: bool,
     request_model: Any,
+    serve: Callable[[Scope, Receive, Send], Awaitable[None]],
 ) -> Any:
-    async def handler(request: Request, payload: Any, **_path: str) -> Response:
-        params = request.path_params
-        status, headers, body = await endpoint.respond(
-            name or params["name"],
-            version or params.get("version"),
-            is_batch,
-            await request.body(),
-            list(request.scope["headers"]),
-            request_id=request.scope.get(REQUEST_ID_KEY) or new_request_id(),
-        )
-        response = Response(body, status_code=status, media_type="application/json")
-        for key, value in headers:
-            response.headers[key.decode()] = value.decode()
-        return response
+    """An endpoint carrying the signature FastAPI documents (body and path parameters) and the
+    adapter that serves it (`serve`, read by `PredictRoute`)."""
+
+    async def predict(request: Request, payload: Any, **_path: str) -> Response:
+        raise AssertionError("served by PredictRoute's adapter")  # pragma: no cover
 
     # FastAPI reads the parameters' types from the signature to document them.
     parameters = [
@@ -417,7 +441,8 @@ def _make_handler(
             parameters.append(
                 inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=str)
             )
-    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    predict.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         parameters, return_annotation=Response
     )
-    return handler
+    predict.serve = serve  # type: ignore[attr-defined]
+    return predict

@@ -1,0 +1,379 @@
+"""The one predict pipeline: every way in runs the same named steps on one `PredictCall`.
+
+    open -> authenticate -> decode -> admit -> validate -> (cache) -> submit -> await (settle)
+         -> encode | fail -> report
+
+Each step is one method of `PredictPipeline`, and no adapter repeats one. An adapter only does
+what its protocol needs: it opens the call, brings the body, and writes `status`,
+`head(call)` and `payload` in its protocol's shape before `report`. Adapters that can await
+(the ASGI endpoint and the documentation routes in `http/predict.py` and `http/openapi.py`,
+the in-process test client in `modelserve.testing`) hand the whole sequence to `run`; the
+protocol's task-free path (`PredictEndpoint.serve_now`) calls the same steps without a
+coroutine and declines when one would be needed. `prepare` holds the order of the steps
+between the body and the engine, so that a step added there (a prediction cache lookup between
+validate and submit) reaches every adapter at once.
+
+The order is the order of the errors a client sees: too many headers (431), who is calling
+(401/403/429: before anything else, so an unauthenticated caller learns nothing, not even
+whether the model exists, and costs no body read), the body's size and media type (413, 415),
+the version that answers (404, 503 while loading), the input (422/400), the queue (503), the
+deadline and the model (504, 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from modelserve.auth.guard import refuse_query_credentials
+from modelserve.batcher.engine import BatchEngine
+from modelserve.errors import ModelserveError, UnsupportedMediaError
+from modelserve.http.codec import CodecCache, Headers, ServiceCodec, check_media_type
+from modelserve.http.context import (
+    REQUEST_ID_HEADER,
+    RequestLimits,
+    notify_observers,
+    request_id_from,
+)
+from modelserve.http.errors import render_error, status_and_code
+from modelserve.http.shadowing import ShadowMirror
+from modelserve.observability import tracing
+from modelserve.observability.tracing import RequestTrace
+from modelserve.runtime.routing import ModelTable
+from modelserve.runtime.versions import DeployedService
+from modelserve.types import PredictGuard, Principal, RequestObserver, RequestRecord
+
+if TYPE_CHECKING:
+    from modelserve.observability.predlog import PredictionLog
+
+JSON_HEADER = (b"content-type", b"application/json")
+
+# Route templates as observers see them (never raw paths: model names are bounded, paths not).
+ROUTE_PREDICT = "/v1/models/{name}/predict"
+ROUTE_PREDICT_BATCH = "/v1/models/{name}/predict/batch"
+ROUTE_PINNED = "/v1/models/{name}/versions/{version}/predict"
+ROUTE_PINNED_BATCH = "/v1/models/{name}/versions/{version}/predict/batch"
+
+
+class PredictCall:
+    """One predict request on its way through the pipeline, built once by its adapter.
+
+    The steps fill it in order; the outcome is `status`, `extra` (headers beyond the common
+    ones, see `PredictPipeline.head`), `payload` and `error_code`. Slots, not a dict: it is the
+    one allocation per request the pipeline adds on the fast path.
+    """
+
+    __slots__ = (
+        "body",
+        "codec",
+        "deployed",
+        "engine",
+        "error_code",
+        "extra",
+        "headers",
+        "inputs",
+        "is_batch",
+        "name",
+        "payload",
+        "principal",
+        "query",
+        "raw",
+        "reached",
+        "request_id",
+        "started",
+        "status",
+        "trace",
+        "version",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        version: str | None,
+        is_batch: bool,
+        headers: list[tuple[bytes, bytes]],
+        query: bytes,
+        request_id: str,
+        trace: RequestTrace | None,
+    ) -> None:
+        self.name = name
+        self.version = version  # pinned by the path, else None (the traffic policy chooses)
+        self.is_batch = is_batch
+        self.headers = headers
+        self.query = query
+        self.request_id = request_id
+        self.trace = trace
+        self.started = time.perf_counter()
+        self.principal: Principal | None = None
+        self.body = b""
+        self.raw = False  # an application/octet-stream body
+        self.deployed: DeployedService | None = None
+        self.engine: BatchEngine | None = None
+        self.codec: ServiceCodec | None = None
+        self.inputs: Any = None
+        # True once the inputs went to the version's engine: only then do the access record
+        # and the prediction log name the model (a 422 never reached it).
+        self.reached = False
+        self.status = 500
+        self.extra: Headers = []
+        self.payload = b""
+        self.error_code: str | None = None
+
+
+class PredictPipeline:
+    """The steps of a predict request, for every model version of a runtime's table."""
+
+    def __init__(
+        self,
+        table: ModelTable,
+        codecs: CodecCache,
+        *,
+        limits: RequestLimits,
+        guard: PredictGuard | None = None,
+        observers: Sequence[RequestObserver] = (),
+        prediction_log: PredictionLog | None = None,
+    ) -> None:
+        self.table = table
+        self.codecs = codecs
+        self.limits = limits
+        self.guard = guard
+        self.observers = tuple(observers)
+        self.predlog = prediction_log
+        self.shadows = ShadowMirror(table, codecs)
+
+    # -- the steps, in order ---------------------------------------------------------------
+
+    def open(
+        self,
+        name: str,
+        version: str | None,
+        is_batch: bool,
+        headers: list[tuple[bytes, bytes]],
+        query: bytes = b"",
+    ) -> PredictCall:
+        """Start a request: its id, its clock and, with tracing on, its span."""
+        trace = (
+            tracing.start_request("POST", route_template(version, is_batch), headers)
+            if tracing.enabled
+            else None
+        )
+        return PredictCall(name, version, is_batch, headers, query, request_id_from(headers), trace)
+
+    def authenticate(self, call: PredictCall) -> bool:
+        """The header cap, then who is calling and whether they may (401/403/429).
+
+        True when settled; False when the credential needs I/O (not cached yet, or a shared
+        rate limiter): the adapter then awaits `authenticate_later`, or declines.
+        """
+        self.limits.check_headers(call.headers)
+        guard = self.guard
+        if guard is None:
+            return True
+        if call.query:
+            refuse_query_credentials(call.query)  # even with a header credential (S8)
+        principal = guard.check_predict_now(call.headers, call.name)
+        if principal is None:
+            return False
+        call.principal = principal
+        if call.trace is not None:
+            call.trace.mark(tracing.PHASE_AUTH)
+        return True
+
+    async def authenticate_later(self, call: PredictCall) -> None:
+        """`authenticate` for a credential that needs I/O."""
+        assert self.guard is not None  # authenticate settles everything without a guard
+        call.principal = await self.guard.check_predict(call.headers, call.name)
+        if call.trace is not None:
+            call.trace.mark(tracing.PHASE_AUTH)
+
+    async def run(self, call: PredictCall, read: Callable[[], Awaitable[bytes]]) -> None:
+        """Every step up to the answer, for an adapter that can await: the credential's
+        lookup, the body (`read`, after authentication), the engine. The call ends settled
+        (`status`, `payload`, ...), never raising; the adapter writes it, then `report`s."""
+        try:
+            if not self.authenticate(call):
+                await self.authenticate_later(call)
+            future = self.prepare(call, await read())
+            if not future.done():  # an inline model has usually answered already
+                with contextlib.suppress(Exception):  # settle reads the failure
+                    await future
+            self.settle(call, future)
+        except Exception as exc:
+            self.fail(call, exc)
+
+    def prepare(self, call: PredictCall, body: bytes) -> asyncio.Future[Any]:
+        """The steps from a read body to the engine: decode, admit, validate, submit.
+
+        Returns the future of the engine's answer; raises what the first failing step raises.
+        """
+        self.decode(call, body)
+        self.admit(call)
+        self.validate(call)
+        return self.submit(call)
+
+    def decode(self, call: PredictCall, body: bytes) -> None:
+        """The body under the size limit (413) in a media type the pipeline reads (415):
+        JSON, or application/octet-stream for a model whose input is one bytes field."""
+        self.limits.check_body(len(body))
+        call.raw = check_media_type(call.headers)
+        call.body = body
+        if call.trace is not None:
+            call.trace.mark(tracing.PHASE_READ_BODY)
+
+    def admit(self, call: PredictCall) -> None:
+        """The version that answers (pinned, or chosen by the traffic policy, sticky by the
+        caller's rate key), ready to serve (404; 503 while loading or after a failed load)."""
+        principal = call.principal
+        deployed = self.table.resolve(
+            call.name, call.version, principal.rate_key if principal is not None else None
+        )
+        call.engine = deployed.require_ready()
+        call.deployed = deployed
+        call.codec = self.codecs.get(deployed)
+
+    def validate(self, call: PredictCall) -> None:
+        """The body strictly validated for the version: one input, or a batch's list (422,
+        400 for malformed JSON, 415 for a raw batch)."""
+        codec = call.codec
+        assert codec is not None  # admitted
+        body = call.body
+        if call.raw:
+            if call.is_batch:
+                raise UnsupportedMediaError(
+                    "batch requests are JSON: send one raw body per /predict request",
+                    details={"content_type": "application/octet-stream"},
+                )
+            call.inputs = codec.parse_raw(body)
+        elif call.is_batch:
+            call.inputs = codec.parse_batch(body)
+        else:
+            call.inputs = codec.parse_one(body)
+        if call.trace is not None:
+            call.trace.mark(tracing.PHASE_VALIDATION)
+
+    def submit(self, call: PredictCall) -> asyncio.Future[Any]:
+        """Queue the inputs on the version's engine (503 with Retry-After when it is full).
+
+        One input is a plain future, already done when an inline model answered at once; a
+        batch request's items share a deadline and come back together (a task).
+        """
+        engine = call.engine
+        assert engine is not None  # admitted
+        call.reached = True
+        if call.is_batch:
+            return asyncio.ensure_future(engine.submit_many(call.inputs, call.trace))
+        return engine.enqueue(call.inputs, call.trace)
+
+    def settle(self, call: PredictCall, future: asyncio.Future[Any]) -> None:
+        """The end of the await step: the engine's answer encoded, or its failure rendered.
+
+        Never raises: a cancelled future, or a bug while encoding, is answered too.
+        """
+        try:
+            result = future.result()
+            if call.trace is not None:
+                call.trace.mark(tracing.PHASE_ENGINE)
+            self.encode(call, result)
+        except BaseException as exc:  # CancelledError too: the caller must be answered
+            self.fail(call, exc)
+
+    def encode(self, call: PredictCall, result: Any) -> None:
+        """A 200: the output (or a batch's outputs and item errors) as JSON with its headers;
+        an unpinned request is copied to the shadow version when the policy samples it."""
+        codec = call.codec
+        assert codec is not None  # admitted
+        call.payload, call.extra = codec.dump_batch(result) if call.is_batch else codec.dump(result)
+        call.status = 200
+        if call.version is None:
+            mirror = self.table.mirror(call.name)
+            if mirror is not None:
+                self.shadows.offer(call, result, mirror)
+
+    def fail(self, call: PredictCall, exc: BaseException) -> None:
+        """The error answer of a failed step: status, the one error body and its code."""
+        status, extra, payload = render_error(exc, call.request_id)
+        if isinstance(exc, ModelserveError):
+            call.error_code = status_and_code(exc)[1]
+            if status in (413, 431):
+                # Refused before the body was read (ASGI) or with more of it possibly on
+                # the way: the connection cannot be trusted to be at a request boundary.
+                extra.append((b"connection", b"close"))
+        else:  # a bug of ours: generic 500, details only in the log
+            call.error_code = "internal_error"
+        call.status, call.extra, call.payload = status, extra, payload
+
+    def head(self, call: PredictCall) -> Headers:
+        """The response headers of the call's answer (uvicorn adds its own defaults)."""
+        return [
+            JSON_HEADER,
+            (b"content-length", str(len(call.payload)).encode()),
+            (REQUEST_ID_HEADER, call.request_id.encode()),
+            *call.extra,
+        ]
+
+    def report(self, call: PredictCall) -> None:
+        """Tell the trace, the prediction log and the observers how the request ended; call
+        once the answer is written."""
+        deployed = call.deployed if call.reached else None
+        version = deployed.spec.version if deployed is not None else None
+        model = call.name if deployed is not None else None
+        status = call.status
+        trace = call.trace
+        if trace is not None:
+            trace.finish(
+                status,
+                request_id=call.request_id,
+                model=model,
+                version=version,
+                principal=call.principal,
+                error_code=call.error_code,
+            )
+        predlog = self.predlog
+        if predlog is not None and version is not None and predlog.wants(call.name):
+            predlog.offer(
+                model=call.name,
+                version=version,
+                request_id=call.request_id,
+                principal=call.principal,
+                status=status,
+                latency_s=time.perf_counter() - call.started,
+                # The log's input column is JSON text: a raw body (an image, say) is recorded
+                # by size and digest, never as bytes a text column would mangle or refuse.
+                body=raw_summary(call.body) if call.raw else call.body,
+                output=call.payload if status == 200 else None,
+                error_code=call.error_code,
+            )
+        if self.observers:
+            record = RequestRecord(
+                "POST",
+                route_template(call.version, call.is_batch),
+                status,
+                time.perf_counter() - call.started,
+                call.request_id,
+                call.principal,
+                model,
+                version,
+                call.error_code,
+                trace.trace_id if trace is not None else None,
+            )
+            notify_observers(self.observers, record)
+
+
+def route_template(version: str | None, is_batch: bool) -> str:
+    """The route template of a predict request, as observers and spans name it."""
+    if version is None:
+        return ROUTE_PREDICT_BATCH if is_batch else ROUTE_PREDICT
+    return ROUTE_PINNED_BATCH if is_batch else ROUTE_PINNED
+
+
+def raw_summary(body: bytes) -> bytes:
+    """What the prediction log keeps of a raw body: its type, size and SHA-256."""
+    digest = hashlib.sha256(body).hexdigest()
+    return b'{"content_type":"application/octet-stream","bytes":%d,"sha256":"%s"}' % (
+        len(body),
+        digest.encode(),
+    )
