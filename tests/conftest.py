@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# The test kit's fixtures (`modelserve_client`), as a model author's conftest enables them.
+pytest_plugins = ["modelserve.testing.plugin"]
+
 # Model libraries must never reach out to a hub from tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

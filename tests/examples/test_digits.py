@@ -1,4 +1,5 @@
-"""examples/digits.py: accuracy, shape validation and the saved state dict, over HTTP."""
+"""examples/digits.py: accuracy, shape validation and the saved state dict, over HTTP and
+through the test kit (`modelserve.testing`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from modelserve.testing import assert_batch_invariant, assert_refuses_invalid_inputs, sample_inputs
+
 if TYPE_CHECKING:
-    from .conftest import Serve
+    from .conftest import Kit, Serve
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +68,20 @@ def test_held_out_accuracy_over_http(digits: ModuleType, client: TestClient) -> 
         assert out["digit"] == int(np.argmax(probabilities))
 
 
-def test_single_request_matches_batch(digits: ModuleType, client: TestClient) -> None:
+@pytest.mark.parametrize("model", ["digits", "digits-raw"])
+def test_a_batch_answers_as_its_items_alone(
+    digits: ModuleType, client: TestClient, trained_dir: Path, kit: Kit, model: str
+) -> None:
+    # `client` first: the module's server trains once, and the kit loads those weights.
     _, x_test, _, _ = digits.split()
-    inputs = images(x_test[:4])
-    batch = predict_all(client, inputs)
-    for item, expected in zip(inputs, batch, strict=True):
-        response = client.post(PREDICT, json=item)
-        assert response.status_code == 200
-        answer = response.json()
-        assert answer["digit"] == expected["digit"]
-        assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELSERVE_DATA_DIR", str(trained_dir))
+        with kit("digits", model) as kit_client:
+            inputs = sample_inputs(kit_client.spec, 8)
+            if model == "digits":
+                inputs = images(x_test[:4]) + inputs
+            assert_batch_invariant(kit_client, inputs, abs_tol=1e-5)
+            assert_refuses_invalid_inputs(kit_client)
 
 
 def with_pixel(row: int, col: int, value: Any) -> list[list[Any]]:

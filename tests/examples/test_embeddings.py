@@ -1,4 +1,5 @@
-"""examples/embeddings.py: all-MiniLM-L6-v2 vectors, semantics and validation, over HTTP."""
+"""examples/embeddings.py: all-MiniLM-L6-v2 vectors, semantics and validation, over HTTP and
+through the test kit (`modelserve.testing`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from modelserve.testing import assert_batch_invariant, assert_refuses_invalid_inputs, sample_inputs
+
 if TYPE_CHECKING:
-    from .conftest import Serve
+    from .conftest import Kit, Serve
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +93,7 @@ def test_paraphrases_score_higher_than_unrelated_texts(client: TestClient) -> No
         assert close > 0.5, (text, close)
 
 
-def test_batch_endpoint_equals_single_requests(client: TestClient) -> None:
+def test_a_batch_answers_as_its_items_alone(tmp_path: Path, kit: Kit) -> None:
     # Texts of very different lengths, so the batch pads them to a common length.
     texts = [
         "Hi",
@@ -98,11 +101,15 @@ def test_batch_endpoint_equals_single_requests(client: TestClient) -> None:
         "Ünïcödé text, emoji 🙂 and 日本語 are fine too.",
         " ".join(["long input"] * 150),
     ]
-    batch = embed_all(client, texts)
-    single = np.stack([embed(client, text) for text in texts])
-    np.testing.assert_allclose(batch, single, atol=1e-5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELSERVE_DATA_DIR", str(tmp_path))
+        with kit("embeddings", "minilm") as client:
+            inputs = [{"text": text} for text in texts] + sample_inputs(client.spec, 4)
+            assert_batch_invariant(client, inputs, abs_tol=1e-5)
+            assert_refuses_invalid_inputs(client)
+            batch = client.predict_batch([{"text": text} for text in texts]).json()["outputs"]
     # Distinct texts, distinct vectors: the batch is not answering with one item's output.
-    assert len({tuple(np.round(v, 3)) for v in batch}) == len(texts)
+    assert len({tuple(np.round(out["embedding"], 3)) for out in batch}) == len(texts)
 
 
 def test_same_text_gives_the_same_vector(client: TestClient) -> None:

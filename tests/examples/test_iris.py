@@ -1,4 +1,5 @@
-"""examples/iris.py: accuracy, probabilities, validation and the parameter cache, over HTTP."""
+"""examples/iris.py: accuracy, probabilities, validation and the parameter cache, over HTTP
+and through the test kit (`modelserve.testing`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from modelserve.testing import (
+    assert_batch_invariant,
+    assert_refuses_invalid_inputs,
+    check_service,
+    sample_inputs,
+)
+
 if TYPE_CHECKING:
-    from .conftest import Serve
+    from .conftest import Kit, Serve
 
 PREDICT = "/v1/models/iris/predict"
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -61,20 +69,28 @@ def test_held_out_accuracy_over_http(iris: ModuleType, data_dir: Path, serve: Se
         assert max(probabilities, key=probabilities.__getitem__) == out["species"]
 
 
-def test_single_and_batch_agree(iris: ModuleType, data_dir: Path, serve: Serve) -> None:
+def test_a_batch_answers_as_its_items_alone(iris: ModuleType, data_dir: Path, kit: Kit) -> None:
     _, x_test, _, _ = iris.split()
-    inputs = as_inputs(iris, x_test[:5])
-    with serve("iris") as client:
-        batch = predict_batch(client, inputs)
-        single = [client.post(PREDICT, json=item).json() for item in inputs]
-        setosa = client.post(PREDICT, json=SETOSA)
-    # Equal up to rounding: a matrix product may sum in another order for another batch size.
-    for one, many in zip(single, batch, strict=True):
-        assert (one["species"], one["class_index"]) == (many["species"], many["class_index"])
-        assert one["probabilities"] == pytest.approx(many["probabilities"], abs=1e-12)
-    assert setosa.status_code == 200
+    with kit("iris") as client:
+        # Held-out flowers and flowers made from the schema's bounds and examples. Equal up to
+        # rounding: a matrix product may sum in another order for another batch size.
+        flowers = as_inputs(iris, x_test[:5]) + sample_inputs(client.spec, 16)
+        assert_batch_invariant(client, flowers, abs_tol=1e-12)
+        setosa = client.predict(SETOSA)
+        # Every malformed, mistyped or out-of-bounds body is refused before the model runs.
+        assert_refuses_invalid_inputs(client)
+    assert setosa.status == 200
     assert setosa.headers["x-model-version"] == "1"
     assert setosa.json()["species"] == "setosa"
+
+
+def test_modelserve_check_passes(data_dir: Path, kit: Kit) -> None:
+    with kit("iris") as client:
+        spec = client.spec
+    report = check_service(spec, rounds=1)
+    assert report.passed, report.checks
+    assert report.sample_input == SETOSA  # the fields' own examples come first
+    assert report.sample_output["species"] == "setosa"
 
 
 def test_numpy_model_matches_scikit_learn(iris: ModuleType) -> None:

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelserve import load_target
+from modelserve.testing import ServiceClient
 from tests.support.client import serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -20,6 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 READY_TIMEOUT_S = 300.0
 
 Serve = Callable[[str], AbstractContextManager[TestClient]]
+Kit = Callable[..., ServiceClient]
 
 
 def example_path(name: str) -> str:
@@ -52,6 +54,22 @@ def serve() -> Serve:
             yield client
 
     return running
+
+
+@pytest.fixture(scope="session")
+def kit() -> Kit:
+    """Factory: `with kit("iris") as client:` the example through the test kit
+    (`modelserve.testing.ServiceClient`: the server's pipeline in-process, no HTTP).
+
+    The model reads MODELSERVE_DATA_DIR when it starts, so set it before entering.
+    """
+
+    def make(name: str, model: str | None = None) -> ServiceClient:
+        """The example file's service named `model` (default: the file's name)."""
+        specs = {spec.name: spec for spec in load_target(example_path(name))}
+        return ServiceClient(specs[model or name])
+
+    return make
 
 
 def wait_ready(client: TestClient) -> None:
