@@ -141,7 +141,8 @@ class PredictEndpoint:
             future = pipeline.prepare(call, body)
         except Exception as exc:
             pipeline.fail(call, exc)
-            _answer(pipeline, call, respond)
+            respond(call.status, pipeline.head(call), call.payload)
+            pipeline.report(call)
             return True
         if future.done():
             _settle(pipeline, call, respond, future)
@@ -180,10 +181,7 @@ def _settle(
     respond: Responder,
     future: asyncio.Future[Any],
 ) -> None:
+    """The task-free path's end: the engine's answer settled, written, reported."""
     pipeline.settle(call, future)
-    _answer(pipeline, call, respond)
-
-
-def _answer(pipeline: PredictPipeline, call: PredictCall, respond: Responder) -> None:
     respond(call.status, pipeline.head(call), call.payload)
     pipeline.report(call)
