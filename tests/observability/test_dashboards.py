@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from modelserve.config import ObservabilityConfig
-from modelserve.observability.metrics import Metrics, MetricsRequestObserver
+from modelserve.observability.metrics import JobMetrics, Metrics, MetricsRequestObserver
 from modelserve.observability.predlog import PredictionLog
 from modelserve.observability.sampler import LiveSampler
 from modelserve.types import RequestRecord, ServiceStatus
@@ -58,6 +58,10 @@ def exposition() -> set[str]:
         )
     ]
     LiveSampler(metrics, runtime).refresh()  # type: ignore[arg-type]
+    jobs = JobMetrics(metrics)
+    jobs.on_chunk("m", 0.5, 9, ["invalid_input"])
+    jobs.on_chunk_failed("m", "prediction_failed", 3)
+    jobs.set_queue_depth(2)
     text = generate_latest(metrics.registry).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
 
