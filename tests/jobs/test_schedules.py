@@ -278,3 +278,14 @@ def test_a_tick_runs_as_the_owner_of_the_schedule(secured: JobsClient) -> None:
     assert api.client.get(f"/v1/jobs/{job_id}", headers=alice).status_code == 200
     bob = key_headers(api, "jobs:read", "jobs:write")
     assert api.client.get(f"/v1/jobs/{job_id}", headers=bob).status_code == 404
+
+
+def test_ticks_follow_the_schedules_time_zone_across_daylight_saving() -> None:
+    # 03:00 in Paris is 01:00 UTC in summer and 02:00 UTC in winter (clocks went back on
+    # 2026-10-25).
+    before = next_tick("0 3 * * *", "Europe/Paris", dt.datetime(2026, 10, 24, 12, tzinfo=dt.UTC))
+    after = next_tick("0 3 * * *", "Europe/Paris", dt.datetime(2026, 10, 25, 12, tzinfo=dt.UTC))
+    assert before == dt.datetime(2026, 10, 25, 2, tzinfo=dt.UTC)
+    assert after == dt.datetime(2026, 10, 26, 2, tzinfo=dt.UTC)
+    summer = next_tick("0 3 * * *", "Europe/Paris", dt.datetime(2026, 7, 1, tzinfo=dt.UTC))
+    assert summer == dt.datetime(2026, 7, 1, 1, tzinfo=dt.UTC)

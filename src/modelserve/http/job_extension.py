@@ -115,7 +115,11 @@ class JobsExtension:
             pass  # Celery hands this process its chunks
         elif config.runner == "celery":
             self.relay = OutboxRelay(
-                queue=queue, publisher=celery_publisher(config), config=config, wakeup=queue.wakeup
+                queue=queue,
+                publisher=celery_publisher(config),
+                config=config,
+                wakeup=queue.wakeup,
+                on_depth=metrics.jobs.set_queue_depth if metrics is not None else None,
             )
             self.relay.start()
         elif config.embedded:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from modelserve.config import JobsConfig
 from modelserve.errors import DatabaseUnavailableError
@@ -29,6 +31,8 @@ logger = logging.getLogger("modelserve.jobs")
 # Chunks read, published and marked per step: a 100,000-chunk job goes out in steps, so
 # neither one query nor one publish holds everything.
 BATCH = 500
+# How often the queue depth metric is sampled (as the embedded runner does).
+DEPTH_SAMPLE_S = 5.0
 
 
 class OutboxRelay:
@@ -42,6 +46,7 @@ class OutboxRelay:
         config: JobsConfig,
         wakeup: asyncio.Event | None = None,
         batch: int = BATCH,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         self._queue = queue
         self._publisher = publisher
@@ -49,6 +54,8 @@ class OutboxRelay:
         self._wakeup = wakeup or asyncio.Event()
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._on_depth = on_depth
+        self._sampled_at = 0.0
         # Whether the broker refused the last sweep: an outage is logged when it starts and
         # when it ends, not every few seconds.
         self.failing = False
@@ -105,8 +112,16 @@ class OutboxRelay:
                 if self.failing:
                     logger.info("jobs outbox: the broker is back; %d chunks published", sent)
                 self.failing = False
+            with contextlib.suppress(Exception):  # a metric must never stop the relay
+                await self._sample_depth()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._config.outbox_interval_s)
+
+    async def _sample_depth(self) -> None:
+        if self._on_depth is None or time.monotonic() - self._sampled_at < DEPTH_SAMPLE_S:
+            return
+        self._sampled_at = time.monotonic()
+        self._on_depth(await self._queue.depth())
 
 
 def _describe(exc: BaseException) -> str:
