@@ -27,8 +27,8 @@ from modelserve.cli.serve import http_protocol
 from modelserve.config import ServerConfig
 from modelserve.errors import AuthenticationError, PermissionDeniedError
 from modelserve.http.app import ModelserveApp, build_app
-from modelserve.http.openapi import PredictRoute
 from modelserve.http.predict import match
+from modelserve.http.predict_docs import PredictRoute
 from modelserve.http.protocol import (
     MAX_HELD_BODY,
     _declared_length,

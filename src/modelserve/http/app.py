@@ -17,8 +17,8 @@ from modelserve.http.connections import grace_left
 from modelserve.http.docs_pages import build_docs_router
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
-from modelserve.http.openapi import build_model_docs_router
 from modelserve.http.predict import Match, PredictEndpoint, Responder, match
+from modelserve.http.predict_docs import build_model_docs_router
 from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
 from modelserve.observability import tracing

@@ -6,7 +6,7 @@
 Each step is one method of `PredictPipeline`, and no adapter repeats one. An adapter only does
 what its protocol needs: it opens the call, brings the body, and writes `status`,
 `head(call)` and `payload` in its protocol's shape before `report`. Adapters that can await
-(the ASGI endpoint and the documentation routes in `http/predict.py` and `http/openapi.py`,
+(the ASGI endpoint and the documentation routes in `http/predict.py` and `http/predict_docs.py`,
 the in-process test client in `modelserve.testing`) hand the whole sequence to `run`; the
 protocol's task-free path (`PredictEndpoint.serve_now`) calls the same steps without a
 coroutine and declines when one would be needed. `prepare` holds the order of the steps

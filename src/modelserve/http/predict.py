@@ -8,7 +8,7 @@ FastAPI request's cost). Two adapters serve it, and the documentation routes reu
   complete; it is answered without a task or a coroutine (see `http/protocol.py`);
 - `__call__`: plain ASGI, for everything else (batches, large or chunked bodies, a credential
   that needs a lookup, tracing, CORS, another server); `ModelserveApp.dispatch` calls it before
-  FastAPI, and the FastAPI routes that document these paths (`http/openapi.py`) run it too.
+  FastAPI, and the FastAPI routes that document these paths (`http/predict_docs.py`) run it too.
 
 Neither implements a step: each opens a `PredictCall`, runs the pipeline's steps, and writes the
 answer in its protocol's shape; the pipeline reports it. Request ids, limits, the access record
