@@ -11,7 +11,7 @@ PIP_TOOLS := pip-tools==7.7.0
 LOCK_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra dev \
 	--build-deps-for editable --no-emit-find-links --no-emit-index-url --strip-extras
 
-.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke clean \
+.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke bench-jobs clean \
 	cluster deploy-check deploy-tools deploy-debs
 
 # Installs exactly the lock (every file's hash checked), then the project itself with no
@@ -75,6 +75,11 @@ bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
 		|| echo "wrk could not be installed: the pure-Python load driver will run"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Batch jobs on MiniLM against the model alone, embedded and on Celery (bench/jobs.py; needs
+# RabbitMQ on 127.0.0.1:5672). JOBS_ARGS passes flags, e.g. JOBS_ARGS="--rows 20000".
+bench-jobs: $(BENCH_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.jobs $(JOBS_ARGS)
 
 # Seconds long, for CI: never installs anything beyond the project venv; wrk when present.
 bench-smoke: $(STAMP)

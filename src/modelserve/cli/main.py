@@ -1,4 +1,5 @@
-"""The `modelserve` command: `serve` runs a server; `predict` and `models` talk to one."""
+"""The `modelserve` command: `serve` runs a server, `check` tests a model file in-process;
+`predict` and `models` talk to a server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelserve import __version__
+from modelserve.cli.check import check
 from modelserve.cli.client import predict
 from modelserve.cli.db import app as db_app
 from modelserve.cli.jobs import app as jobs_app
@@ -15,6 +17,7 @@ from modelserve.cli.registry import app as models_app
 from modelserve.cli.serve import serve
 from modelserve.cli.stats import stats
 from modelserve.cli.users import app as users_app
+from modelserve.cli.worker import worker
 
 app = typer.Typer(
     name="modelserve",
@@ -25,6 +28,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(serve)
+app.command()(worker)
+app.command()(check)
 app.command()(predict)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
