@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from modelserve import ServiceSpec
-from modelserve.cli.check import check
+from modelserve.cli.main import app
 from modelserve.testing import (
     assert_batch_invariant,
     assert_refuses_invalid_inputs,
@@ -20,16 +19,6 @@ from modelserve.testing import (
 from modelserve.testing.checks import _close
 from modelserve.testing.plugin import ClientFactory
 from tests.testing.services import Crowd, Thermometer
-
-
-def group() -> None:
-    """A command group, so that the command is called by its name as under `modelserve`."""
-
-
-# The command on its own, as `modelserve check` runs it.
-app = typer.Typer()
-app.callback()(group)
-app.command()(check)
 
 READINGS = [{"celsius": float(c), "label": f"r{c}"} for c in range(5)]
 SERVICES = Path(__file__).with_name("services.py")
