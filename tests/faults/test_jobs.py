@@ -10,6 +10,7 @@ test_one_percent_malformed_rows_are_listed_and_the_rest_succeed), not repeated h
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -18,8 +19,11 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import pytest
+from sqlalchemy import create_engine, text
 
+from modelserve.db import migrate
 from tests.e2e.server import free_port, kill_tree, launch
 from tests.faults.outcomes import record, scaled
 from tests.jobs.broker import Broker, broker, launch_worker  # noqa: F401 (a fixture)
@@ -83,6 +87,37 @@ def once_each(records: list[dict[str, Any]], rows: int) -> tuple[int, int]:
     return len(set(range(rows)) - set(numbers)), len(numbers) - len(set(numbers))
 
 
+def running_chunks(database_url: str, job_id: str) -> int:
+    engine = create_engine(migrate.sync_url(database_url))
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT count(*) FROM job_chunks WHERE job_id = :j AND state = 'running'"),
+                {"j": job_id},
+            )
+            return int(found.scalar_one())
+    finally:
+        engine.dispose()
+
+
+def freeze_holding_a_chunk(pid: int, database_url: str, job_id: str, timeout_s: float = 60) -> None:
+    """SIGSTOP the worker `pid` and its pool at a moment it holds a chunk's lease: with both
+    workers at one chunk each at most, two running chunks mean one is the frozen worker's.
+    Killed then, its chunk must be taken over (killed between two chunks, it would hold none
+    and the scenario would test nothing)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tree = [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+        for each in tree:
+            os.kill(each, signal.SIGSTOP)
+        if running_chunks(database_url, job_id) == 2:
+            return
+        for each in tree:
+            os.kill(each, signal.SIGCONT)
+        assert time.monotonic() < deadline, "the worker never held a chunk"
+        time.sleep(0.03)
+
+
 def env_for(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     return {
         "MODELSERVE_DATA_DIR": str(data_dir),
@@ -116,6 +151,7 @@ def test_r11_kill_9_of_a_celery_worker_mid_job(
         with launch_worker(tmp_path / "victim", target=SERVICES, env=env) as victim:
             job_id = submit(client, rows)
             seen = poll(client, job_id, lambda j: j["rows"]["done"] >= rows // 4, 60)
+            freeze_holding_a_chunk(victim.proc.pid, postgres_url, job_id)
             kill_tree(victim.proc)  # SIGKILL, pool processes and all: nothing acked
         job = poll(client, job_id, lambda j: j["state"] in FINISHED, 120)
         missing, duplicated = once_each(result_rows(client, job_id), rows)
