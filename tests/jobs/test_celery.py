@@ -227,3 +227,17 @@ def test_a_server_and_a_worker_on_rabbitmq_run_a_job_to_the_end(
         assert (error["row"], error["code"]) == (rows, "negative")
     assert set(attempts(database_url, job_id).values()) == {1}
     assert broker.depth() == 0
+
+
+def test_the_worker_command_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from modelserve.cli.main import app
+
+    monkeypatch.delenv("MODELSERVE_JOBS__BROKER_URL", raising=False)
+    result = CliRunner().invoke(app, ["worker", str(SERVICES)])
+    assert result.exit_code == 2
+    assert "MODELSERVE_JOBS__BROKER_URL" in result.stderr
+    result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "TARGET" in result.stderr
