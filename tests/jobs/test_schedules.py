@@ -289,3 +289,29 @@ def test_ticks_follow_the_schedules_time_zone_across_daylight_saving() -> None:
     assert after == dt.datetime(2026, 10, 26, 2, tzinfo=dt.UTC)
     summer = next_tick("0 3 * * *", "Europe/Paris", dt.datetime(2026, 7, 1, tzinfo=dt.UTC))
     assert summer == dt.datetime(2026, 7, 1, 1, tzinfo=dt.UTC)
+
+
+def test_a_schedule_that_cannot_run_is_paused_and_the_others_still_run(
+    jobs_app: Factory, database_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from modelserve.db import migrate
+
+    with jobs_app(scheduler=False) as api:
+        upload = api.upload(jsonl([{"x": 1}]))
+        broken = create(api, upload, cron="0 * * * *")
+        fine = create(api, upload, cron="0 * * * *")
+        # A zone that went missing from the system's tzdata after the schedule was made.
+        engine = create_engine(migrate.sync_url(database_url))
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE job_schedules SET timezone = 'Gone/Zone' WHERE id = :i"),
+                {"i": broken["id"]},
+            )
+        engine.dispose()
+        clock = Clock(at(fine["next_run_at"]) + dt.timedelta(seconds=1))
+        assert len(api.call(scheduler(api, clock).run_due())) == 1
+        shown = api.client.get(f"/v1/schedules/{broken['id']}").json()
+        assert shown["state"] == "paused" and "Gone/Zone" in shown["last_error"]
+        assert api.client.get(f"/v1/schedules/{fine['id']}").json()["last_job_id"] is not None

@@ -29,7 +29,12 @@ from modelserve.config import JobsConfig
 from modelserve.db.base import utcnow
 from modelserve.db.engine import Database
 from modelserve.db.repos import schedules as repo
-from modelserve.errors import ConflictError, DatabaseUnavailableError, ModelserveError
+from modelserve.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    ModelserveError,
+)
 from modelserve.jobs.cron import next_tick
 from modelserve.jobs.service import Jobs
 from modelserve.schemas.jobs import JobCreate
@@ -128,13 +133,25 @@ class JobScheduler:
                 if r.next_run_at is not None
             ]
         for tick, cron, timezone in ticks:
-            if not await self._claim(tick, next_tick(cron, timezone, now), now):
+            try:
+                following = next_tick(cron, timezone, now)
+            except InvalidInputError as exc:  # e.g. a zone the system's tzdata lost since
+                await self._disable(tick, exc.message)
+                continue
+            if not await self._claim(tick, following, now):
                 continue
             job_id = await self._submit(tick)
             if job_id is not None:
                 started.append(job_id)
         started.extend(await self._recover(now))
         return started
+
+    async def _disable(self, tick: Tick, reason: str) -> None:
+        """Pause a schedule whose next tick cannot be computed, saying why (one bad schedule
+        must not stop the others)."""
+        logger.warning("jobs: schedule %s paused: %s", tick.schedule_id, reason)
+        async with self._database.session() as session:
+            await repo.pause_broken(session=session, schedule_id=tick.schedule_id, error=reason)
 
     async def _claim(self, tick: Tick, following: dt.datetime, now: dt.datetime) -> bool:
         try:

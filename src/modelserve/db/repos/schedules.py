@@ -148,3 +148,14 @@ async def unfinished_ticks(
         .limit(limit)
     )
     return list(rows)
+
+
+async def pause_broken(*, session: AsyncSession, schedule_id: str, error: str) -> None:
+    """Pause a schedule that cannot run, with the reason as its last error."""
+    await session.execute(
+        update(JobScheduleRow)
+        .where(JobScheduleRow.id == schedule_id)
+        .values(
+            state="paused", next_run_at=None, last_error=error[:MAX_ERROR_TEXT], updated_at=utcnow()
+        )
+    )
