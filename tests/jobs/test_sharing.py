@@ -1,4 +1,5 @@
-"""`ModelShare`: slots, requests first, and pacing only while other traffic is answered."""
+"""`ModelShare`: slots, requests first, pacing only while other traffic is answered, and two
+batches in flight while the job is alone."""
 
 from __future__ import annotations
 
@@ -73,3 +74,53 @@ async def test_requests_waiting_hold_a_row_back() -> None:
     queue.queue_depth = 0
     await row
     assert share.held_back == 1
+
+
+async def take_all(share: ModelShare, queue: Queue, rows: int) -> int:
+    """Take up to `rows` slots without giving any back; how many were granted at once."""
+    granted = 0
+    for _ in range(rows):
+        task = asyncio.create_task(share.take(queue))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if not task.done():
+            task.cancel()
+            return granted
+        granted += 1
+    return granted
+
+
+async def test_a_job_alone_keeps_two_batches_in_flight() -> None:
+    seen = [0]
+    share = ModelShare(4, share=0.5, items_seen=lambda: seen[0], burst=16)
+    assert await take_all(share, Queue(), 20) == 16
+
+
+async def test_once_requests_are_answered_the_job_is_back_to_its_share() -> None:
+    seen = [0]
+    # A full share: no rests in the way, the slots are what is tested.
+    share = ModelShare(4, share=1.0, items_seen=lambda: seen[0], burst=16)
+    await run_rows(share, 8, others_per_row=1, seen=seen)  # windows that saw requests
+    assert await take_all(share, Queue(), 20) == 4
+
+
+async def test_requests_waiting_keep_a_job_alone_to_its_share() -> None:
+    seen = [0]
+    share = ModelShare(4, share=0.5, items_seen=lambda: seen[0], burst=16)
+    queue = Queue()
+    granted = 0
+    for _ in range(6):
+        queue.queue_depth = share.in_flight + 1  # one request waits besides the job's rows
+        task = asyncio.create_task(share.take(queue))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if not task.done():
+            task.cancel()
+            break
+        granted += 1
+    assert granted <= 4
+
+
+async def test_without_a_counter_there_is_no_burst() -> None:
+    share = ModelShare(4, burst=16)
+    assert await take_all(share, Queue(), 20) == 4

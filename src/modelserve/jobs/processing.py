@@ -271,7 +271,11 @@ class ChunkProcessor:
         if share is None:
             permits = max(1, int(self.config.batch_share * handle.max_batch_size))
             share = self._shares[key] = ModelShare(
-                permits, share=self.config.batch_share, items_seen=handle.items_seen
+                permits,
+                share=self.config.batch_share,
+                items_seen=handle.items_seen,
+                # Alone, a running batch and a full one queued behind it (sharing.py, rule 4).
+                burst=2 * handle.max_batch_size,
             )
         return share
 
