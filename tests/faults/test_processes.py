@@ -65,7 +65,8 @@ async def test_r1_sigterm_with_every_request_in_flight(tmp_path: Path) -> None:
 
 
 def _workers(server_pid: int) -> set[int]:
-    """Pids of uvicorn's worker processes (spawned children running the app)."""
+    """Pids of the server's spawned children: uvicorn's workers under --workers N, the
+    worker-process replicas of an isolation="process" model otherwise."""
     pids = set()
     for child in psutil.Process(server_pid).children():
         try:
@@ -127,17 +128,12 @@ async def test_r3_kill_9_of_a_server_worker_under_load(tmp_path: Path) -> None:
     assert success >= 0.99, probe.failures
 
 
-def _replicas(server_pid: int) -> set[int]:
-    """Pids of the worker-process replicas (children running modelserve's process worker)."""
-    return _workers(server_pid)
-
-
 async def test_kill_9_of_a_process_replica_under_load(tmp_path: Path) -> None:
     duration_s = scaled(20, 5)
     rate = 40.0
     with serve(tmp_path) as server:
         pid = server.proc.pid
-        before = _replicas(pid)
+        before = _workers(pid)
         assert len(before) >= 2, before
         load = asyncio.create_task(
             steady_load(
@@ -152,7 +148,7 @@ async def test_kill_9_of_a_process_replica_under_load(tmp_path: Path) -> None:
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         restored_s = await _wait_for(
-            lambda: victim not in (now := _replicas(pid)) and len(now) >= len(before), 20
+            lambda: victim not in (now := _workers(pid)) and len(now) >= len(before), 20
         )
         probe = await load
         with server.client() as client:
