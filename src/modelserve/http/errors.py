@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -130,10 +131,17 @@ def error_body(code: str, message: str, details: Any, request_id: str | None) ->
     return orjson.dumps({"error": error})
 
 
+ErrorBody = Callable[[str, str, Any, str | None], bytes]
+
+
 def render_error(
-    exc: BaseException, request_id: str | None
+    exc: BaseException, request_id: str | None, body: ErrorBody = error_body
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, extra headers and body for an exception; 5xx never reveal internals."""
+    """Status, extra headers and body for an exception; 5xx never reveal internals.
+
+    `body(code, message, details, request_id)` writes the body: modelserve's error shape by
+    default, a protocol's own on its routes (V2's `{"error": "..."}`, OpenAI's error object).
+    """
     status, code = status_and_code(exc)
     headers: list[tuple[bytes, bytes]] = []
     retry_after = getattr(exc, "retry_after_s", None)
@@ -153,7 +161,7 @@ def render_error(
         message, details = GENERIC_500_MESSAGE, None
     if code in LIST_DETAIL_CODES:
         details = problems(message, details)
-    return status, headers, error_body(code, message, details, request_id)
+    return status, headers, body(code, message, details, request_id)
 
 
 def _request_id(request: Request) -> str | None:

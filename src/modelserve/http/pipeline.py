@@ -41,6 +41,7 @@ from modelserve.http.context import (
 )
 from modelserve.http.errors import render_error, status_and_code
 from modelserve.http.shadowing import ShadowMirror
+from modelserve.http.wire import WireFormat
 from modelserve.observability import tracing
 from modelserve.observability.tracing import RequestTrace
 from modelserve.runtime.routing import ModelTable
@@ -50,7 +51,7 @@ from modelserve.types import PredictGuard, Principal, RequestObserver, RequestRe
 if TYPE_CHECKING:
     from modelserve.observability.predlog import PredictionLog
 
-JSON_HEADER = (b"content-type", b"application/json")
+JSON_MEDIA = b"application/json"
 
 # Route templates as observers see them (never raw paths: model names are bounded, paths not).
 ROUTE_PREDICT = "/v1/models/{name}/predict"
@@ -77,6 +78,7 @@ class PredictCall:
         "headers",
         "inputs",
         "is_batch",
+        "media",
         "name",
         "payload",
         "principal",
@@ -84,10 +86,12 @@ class PredictCall:
         "raw",
         "reached",
         "request_id",
+        "route",
         "started",
         "status",
         "trace",
         "version",
+        "wire",
     )
 
     def __init__(
@@ -99,6 +103,8 @@ class PredictCall:
         query: bytes,
         request_id: str,
         trace: RequestTrace | None,
+        route: str,
+        wire: WireFormat | None = None,
     ) -> None:
         self.name = name
         self.version = version  # pinned by the path, else None (the traffic policy chooses)
@@ -107,6 +113,9 @@ class PredictCall:
         self.query = query
         self.request_id = request_id
         self.trace = trace
+        self.route = route  # the route template observers and spans see
+        # A protocol's body mapping (V2, OpenAI); None for modelserve's own JSON.
+        self.wire = wire
         self.started = time.perf_counter()
         self.principal: Principal | None = None
         self.body = b""
@@ -121,6 +130,7 @@ class PredictCall:
         self.status = 500
         self.extra: Headers = []
         self.payload = b""
+        self.media = JSON_MEDIA
         self.error_code: str | None = None
 
 
@@ -154,14 +164,21 @@ class PredictPipeline:
         is_batch: bool,
         headers: list[tuple[bytes, bytes]],
         query: bytes = b"",
+        *,
+        wire: WireFormat | None = None,
+        route: str | None = None,
     ) -> PredictCall:
-        """Start a request: its id, its clock and, with tracing on, its span."""
-        trace = (
-            tracing.start_request("POST", route_template(version, is_batch), headers)
-            if tracing.enabled
-            else None
+        """Start a request: its id, its clock and, with tracing on, its span.
+
+        A protocol adapter passes its `wire` format and its `route` template; its calls are
+        batch calls (`is_batch`), whatever the number of rows.
+        """
+        if route is None:
+            route = route_template(version, is_batch)
+        trace = tracing.start_request("POST", route, headers) if tracing.enabled else None
+        return PredictCall(
+            name, version, is_batch, headers, query, request_id_from(headers), trace, route, wire
         )
-        return PredictCall(name, version, is_batch, headers, query, request_id_from(headers), trace)
 
     def authenticate(self, call: PredictCall) -> bool:
         """The header cap, then who is calling and whether they may (401/403/429).
@@ -219,7 +236,10 @@ class PredictPipeline:
         """The body under the size limit (413) in a media type the pipeline reads (415):
         JSON, or application/octet-stream for a model whose input is one bytes field."""
         self.limits.check_body(len(body))
-        call.raw = check_media_type(call.headers)
+        if call.wire is None:
+            call.raw = check_media_type(call.headers)
+        else:
+            call.wire.check(call)
         call.body = body
         if call.trace is not None:
             call.trace.mark(tracing.PHASE_READ_BODY)
@@ -241,7 +261,9 @@ class PredictPipeline:
         codec = call.codec
         assert codec is not None  # admitted
         body = call.body
-        if call.raw:
+        if call.wire is not None:
+            call.inputs = call.wire.parse(call, codec)
+        elif call.raw:
             if call.is_batch:
                 raise UnsupportedMediaError(
                     "batch requests are JSON: send one raw body per /predict request",
@@ -286,7 +308,12 @@ class PredictPipeline:
         an unpinned request is copied to the shadow version when the policy samples it."""
         codec = call.codec
         assert codec is not None  # admitted
-        call.payload, call.extra = codec.dump_batch(result) if call.is_batch else codec.dump(result)
+        if call.wire is not None:
+            call.payload, call.extra = call.wire.dump(call, codec, result)
+        elif call.is_batch:
+            call.payload, call.extra = codec.dump_batch(result)
+        else:
+            call.payload, call.extra = codec.dump(result)
         call.status = 200
         if call.version is None:
             mirror = self.table.mirror(call.name)
@@ -295,7 +322,11 @@ class PredictPipeline:
 
     def fail(self, call: PredictCall, exc: BaseException) -> None:
         """The error answer of a failed step: status, the one error body and its code."""
-        status, extra, payload = render_error(exc, call.request_id)
+        if call.wire is None:
+            status, extra, payload = render_error(exc, call.request_id)
+        else:
+            call.media = JSON_MEDIA  # a protocol's error bodies are JSON, whatever its 200s are
+            status, extra, payload = render_error(exc, call.request_id, call.wire.error_body)
         if isinstance(exc, ModelserveError):
             call.error_code = status_and_code(exc)[1]
             if status in (413, 431):
@@ -309,7 +340,7 @@ class PredictPipeline:
     def head(self, call: PredictCall) -> Headers:
         """The response headers of the call's answer (uvicorn adds its own defaults)."""
         return [
-            JSON_HEADER,
+            (b"content-type", call.media),
             (b"content-length", str(len(call.payload)).encode()),
             (REQUEST_ID_HEADER, call.request_id.encode()),
             *call.extra,
@@ -350,7 +381,7 @@ class PredictPipeline:
         if self.observers:
             record = RequestRecord(
                 "POST",
-                route_template(call.version, call.is_batch),
+                call.route,
                 status,
                 time.perf_counter() - call.started,
                 call.request_id,
