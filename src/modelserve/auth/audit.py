@@ -55,8 +55,9 @@ class AuditEvent(enum.StrEnum):
     SCHEDULE_DELETED = "schedule.deleted"
     SCHEDULE_PAUSED = "schedule.paused"
     SCHEDULE_RESUMED = "schedule.resumed"
-    # Registry changes made in the admin console (the console records them after the change).
+    # Registry changes, from the REST routes and the console alike (registry/rollout.py).
     ALIAS_MOVED = "model.alias_moved"
+    ALIAS_DELETED = "model.alias_deleted"
     ROLLED_BACK = "model.rolled_back"
     TRAFFIC_CHANGED = "model.traffic_changed"
 

@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from modelserve.auth.audit import AuditEvent
 from modelserve.console.overview import may_read_stats
 from modelserve.console.pipeline import ConsoleNotFoundError, Visit
 from modelserve.errors import InvalidInputError, ResourceNotFoundError, ServiceNotFoundError
@@ -170,15 +169,8 @@ async def promote(visit: Visit) -> Response:
     name = _name(visit)
     principal = await visit.require("registry:write")
     alias = _registry(visit).config.serve_alias
-    moved = await _rollouts(visit).set_alias(principal, name, alias, visit.field("version"))
-    await visit.console.auth.audit.record_detached(
-        AuditEvent.ALIAS_MOVED,
-        actor=principal,
-        meta=visit.meta,
-        target_type="model",
-        target_id=name,
-        details={"alias": alias, "version": moved.version, "from": moved.previous_version},
-    )
+    version = visit.field("version")
+    await _rollouts(visit).set_alias(principal, name, alias, version, meta=visit.meta)
     return visit.redirect(f"/models/{name}", done="promoted")
 
 
@@ -206,15 +198,7 @@ async def rollback(visit: Visit) -> Response:
     """POST /console/models/{name}/rollback (POST .../rollback)."""
     name = _name(visit)
     principal = await visit.require("registry:write")
-    moved = await _rollouts(visit).rollback(principal, name, None)
-    await visit.console.auth.audit.record_detached(
-        AuditEvent.ROLLED_BACK,
-        actor=principal,
-        meta=visit.meta,
-        target_type="model",
-        target_id=name,
-        details={"alias": moved.alias, "version": moved.version, "from": moved.previous_version},
-    )
+    await _rollouts(visit).rollback(principal, name, None, meta=visit.meta)
     return visit.redirect(f"/models/{name}", done="rolled_back")
 
 
@@ -245,18 +229,10 @@ async def set_canary(visit: Visit) -> Response:
     shadow = current.shadow if current else None
     rollouts = _rollouts(visit)
     if not canary and shadow is None:
-        await rollouts.clear_traffic(principal, name)
+        await rollouts.clear_traffic(principal, name, meta=visit.meta)
     else:
         update = TrafficUpdate(
             canary=canary, sticky=current.sticky if current else False, shadow=shadow
         )
-        await rollouts.set_traffic(principal, name, update)
-    await visit.console.auth.audit.record_detached(
-        AuditEvent.TRAFFIC_CHANGED,
-        actor=principal,
-        meta=visit.meta,
-        target_type="model",
-        target_id=name,
-        details={"canary": {s.version: s.percent for s in canary}},
-    )
+        await rollouts.set_traffic(principal, name, update, meta=visit.meta)
     return visit.redirect(f"/models/{name}", done="traffic")

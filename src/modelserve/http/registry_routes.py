@@ -22,7 +22,7 @@ from modelserve.errors import (
     ServiceNotFoundError,
     UnsupportedMediaError,
 )
-from modelserve.http.deps import AdminPrincipal, RegistryReader, RegistryWriter
+from modelserve.http.deps import AdminPrincipal, Meta, RegistryReader, RegistryWriter
 from modelserve.http.error_docs import error_responses
 from modelserve.http.openapi import install_openapi
 from modelserve.registry.archives import ArchiveKind
@@ -224,16 +224,21 @@ def build_registry_router() -> APIRouter:
 
     @router.put("/models/{name}/aliases/{alias}", summary="Point an alias at a version")
     async def set_alias(
-        name: Name, alias: AliasName, body: AliasUpdate, request: Request, principal: RegistryWriter
+        name: Name,
+        alias: AliasName,
+        body: AliasUpdate,
+        request: Request,
+        principal: RegistryWriter,
+        meta: Meta,
     ) -> AliasPublic:
         """Moving the served alias loads and warms the version first, then switches traffic."""
-        return await _rollouts(request).set_alias(principal, name, alias, body.version)
+        return await _rollouts(request).set_alias(principal, name, alias, body.version, meta=meta)
 
     @router.delete("/models/{name}/aliases/{alias}", status_code=204, summary="Remove an alias")
     async def delete_alias(
-        name: Name, alias: AliasName, request: Request, principal: RegistryWriter
+        name: Name, alias: AliasName, request: Request, principal: RegistryWriter, meta: Meta
     ) -> Response:
-        await _rollouts(request).delete_alias(principal, name, alias)
+        await _rollouts(request).delete_alias(principal, name, alias, meta=meta)
         return Response(status_code=204)
 
     @router.post("/models/{name}/rollback", summary="Move an alias back to its previous version")
@@ -241,20 +246,23 @@ def build_registry_router() -> APIRouter:
         name: Name,
         request: Request,
         principal: RegistryWriter,
+        meta: Meta,
         body: Annotated[RollbackRequest | None, Body()] = None,
     ) -> AliasPublic:
         alias = body.alias if body is not None else None
-        return await _rollouts(request).rollback(principal, name, alias)
+        return await _rollouts(request).rollback(principal, name, alias, meta=meta)
 
     @router.put("/models/{name}/traffic", summary="Set canary and shadow traffic")
     async def set_traffic(
-        name: Name, body: TrafficUpdate, request: Request, principal: RegistryWriter
+        name: Name, body: TrafficUpdate, request: Request, principal: RegistryWriter, meta: Meta
     ) -> TrafficPublic:
-        return await _rollouts(request).set_traffic(principal, name, body)
+        return await _rollouts(request).set_traffic(principal, name, body, meta=meta)
 
     @router.delete("/models/{name}/traffic", status_code=204, summary="Clear canary and shadow")
-    async def clear_traffic(name: Name, request: Request, principal: RegistryWriter) -> Response:
-        await _rollouts(request).clear_traffic(principal, name)
+    async def clear_traffic(
+        name: Name, request: Request, principal: RegistryWriter, meta: Meta
+    ) -> Response:
+        await _rollouts(request).clear_traffic(principal, name, meta=meta)
         return Response(status_code=204)
 
     @router.get("/models/{name}/deployment", summary="What this server process serves")
@@ -339,7 +347,9 @@ class RegistryExtension:
             )
         registry = Registry(app.state.database, store, config, hooks=self.deployer)
         app.state.registry = registry
-        app.state.rollouts = Rollouts(registry)
+        # The audit log is the auth system's (absent when auth is off: nothing to record to).
+        auth = getattr(app.state, "auth", None)
+        app.state.rollouts = Rollouts(registry, audit=auth.audit if auth is not None else None)
         app.state.registry_deployer = self.deployer
         if self.deployer is not None:
             await self.deployer.start()

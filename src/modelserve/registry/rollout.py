@@ -4,6 +4,10 @@ When the registry also serves (`modelserve serve --registry`), the `ServingHooks
 a version *before* the change commits: a version whose setup fails is refused with 409 and the
 old one keeps serving. After the commit, `changed` switches traffic and retires what is unused.
 Rolling back walks the alias's history: each rollback undoes the newest move not undone yet.
+
+Every change is audited here, in the transaction that makes it (`model.alias_moved`,
+`model.alias_deleted`, `model.rolled_back`, `model.traffic_changed`), so the REST routes and the
+admin console record the same events, and a change that is refused or rolled back records none.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import contextlib
 import datetime as dt
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
+from modelserve.auth.audit import NO_META, AuditEvent, AuditLog, RequestMeta
 from modelserve.db.repos import Session
 from modelserve.db.repos import registry as repo
 from modelserve.db.tables.registry import RegistryModelRow
@@ -40,15 +46,26 @@ class AliasMove:
 
 
 class Rollouts:
-    """Alias moves, rollbacks and traffic settings of a Registry."""
+    """Alias moves, rollbacks and traffic settings of a Registry.
 
-    def __init__(self, registry: Registry) -> None:
+    `audit` records each change (with the caller's `meta`: request id, address); None when
+    the server runs without authentication, where there is no audit log.
+    """
+
+    def __init__(self, registry: Registry, *, audit: AuditLog | None = None) -> None:
         self._registry = registry
+        self._audit = audit
 
     # -- aliases ---------------------------------------------------------------------------
 
     async def set_alias(
-        self, principal: Principal, name: str, alias: str, version: str
+        self,
+        principal: Principal,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        meta: RequestMeta = NO_META,
     ) -> AliasPublic:
         """Point `alias` at `version`; for the served alias, load and warm it first."""
         check_name(alias, "alias")
@@ -76,13 +93,20 @@ class Rollouts:
                 if alias == self._registry.config.serve_alias:
                     await self._drop_from_traffic(session, model.id, version)
                 await repo.touch_model(session=session, model=model)
+                moved = True
             else:
                 previous_id = None
+                moved = False
             result = await self._alias_public(session, model, alias, previous_id)
+            if moved:
+                details = {"alias": alias, "version": version, "from": result.previous_version}
+                await self._record(session, AuditEvent.ALIAS_MOVED, principal, meta, name, details)
         await self._changed(name)
         return result
 
-    async def delete_alias(self, principal: Principal, name: str, alias: str) -> None:
+    async def delete_alias(
+        self, principal: Principal, name: str, alias: str, *, meta: RequestMeta = NO_META
+    ) -> None:
         """Remove an alias (the served one: the model stops being served)."""
         check_name(alias, "alias")
         async with self._registry.database.session() as session:
@@ -97,9 +121,19 @@ class Rollouts:
                 raise ResourceNotFoundError(f"model {name!r} has no alias {alias!r}")
             if alias == self._registry.config.serve_alias:
                 await repo.delete_traffic(session=session, model_id=model.id)
+            await self._record(
+                session, AuditEvent.ALIAS_DELETED, principal, meta, name, {"alias": alias}
+            )
         await self._changed(name)
 
-    async def rollback(self, principal: Principal, name: str, alias: str | None) -> AliasPublic:
+    async def rollback(
+        self,
+        principal: Principal,
+        name: str,
+        alias: str | None,
+        *,
+        meta: RequestMeta = NO_META,
+    ) -> AliasPublic:
         """Move the alias back to where it pointed before its last (not yet undone) move."""
         alias = check_name(alias or self._registry.config.serve_alias, "alias")
         async with self._registry.database.session() as session:
@@ -131,6 +165,8 @@ class Rollouts:
                 await self._drop_from_traffic(session, model.id, label)
             await repo.touch_model(session=session, model=model)
             result = await self._alias_public(session, model, alias, previous_id)
+            details = {"alias": alias, "version": label, "from": result.previous_version}
+            await self._record(session, AuditEvent.ROLLED_BACK, principal, meta, name, details)
         await self._changed(name)
         return result
 
@@ -177,7 +213,12 @@ class Rollouts:
     # -- traffic ---------------------------------------------------------------------------
 
     async def set_traffic(
-        self, principal: Principal, name: str, body: TrafficUpdate
+        self,
+        principal: Principal,
+        name: str,
+        body: TrafficUpdate,
+        *,
+        meta: RequestMeta = NO_META,
     ) -> TrafficPublic:
         """Replace the model's canary/shadow settings; named versions are loaded first."""
         named = [s.version for s in body.canary] + ([body.shadow.version] if body.shadow else [])
@@ -215,16 +256,46 @@ class Rollouts:
             await repo.touch_model(session=session, model=model)
             result = traffic_public(row, primary)
             assert result is not None
+            details: dict[str, Any] = {
+                "canary": {s.version: s.percent for s in body.canary},
+                "sticky": body.sticky,
+                "shadow": body.shadow.model_dump() if body.shadow else None,
+            }
+            await self._record(session, AuditEvent.TRAFFIC_CHANGED, principal, meta, name, details)
         await self._changed(name)
         return result
 
-    async def clear_traffic(self, principal: Principal, name: str) -> None:
+    async def clear_traffic(
+        self, principal: Principal, name: str, *, meta: RequestMeta = NO_META
+    ) -> None:
         """Remove canaries and shadow: the served alias's version takes all traffic."""
         async with self._registry.database.session() as session:
             await repo.bump_generation(session=session)
             model = await self._registry.model_row(session, principal, name)
             await repo.delete_traffic(session=session, model_id=model.id)
+            details = {"canary": {}, "sticky": False, "shadow": None}
+            await self._record(session, AuditEvent.TRAFFIC_CHANGED, principal, meta, name, details)
         await self._changed(name)
+
+    async def _record(
+        self,
+        session: Session,
+        event: AuditEvent,
+        principal: Principal,
+        meta: RequestMeta,
+        name: str,
+        details: dict[str, Any],
+    ) -> None:
+        if self._audit is not None:
+            await self._audit.record(
+                session,
+                event,
+                actor=principal,
+                meta=meta,
+                target_type="model",
+                target_id=name,
+                details=details,
+            )
 
     async def _drop_from_traffic(self, session: Session, model_id: int, version: str) -> None:
         # The version becoming primary stops being a canary or shadow of itself.
