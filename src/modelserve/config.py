@@ -59,6 +59,9 @@ class HttpConfig(BaseModel):
     # connections are closed to make room (also capped below the file-descriptor limit).
     max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1)
     docs_enabled: bool = True
+    # A streamed answer (SSE) with no chunk for this long gets a `: heartbeat` comment, so
+    # that proxies and clients do not take a slow model for a dead connection.
+    stream_heartbeat_s: float = Field(15.0, gt=0, le=3600)
 
 
 class ServerConfig(BaseModel):
@@ -402,6 +405,41 @@ class ConsoleConfig(BaseModel):
     poll_interval_s: float = Field(DEFAULT_CONSOLE_POLL_INTERVAL_S, ge=1, le=300)
 
 
+DEFAULT_CACHE_KEY_PREFIX = "modelserve:cache"
+DEFAULT_CACHE_REDIS_TIMEOUT_S = 0.05
+DEFAULT_CACHE_MAX_ENTRY_BYTES = 1024 * 1024
+DEFAULT_CACHE_MAX_BYTES = 1024**3
+
+
+class CacheConfig(BaseModel):
+    """The prediction cache (docs/cache.md). Owned by `modelserve.cache`.
+
+    Nothing is cached unless a Service declares `cache = cache_policy(...)`; `enabled=False`
+    turns every policy off (MODELSERVE_CACHE__ENABLED=false).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    # Shared answers for every worker and replica, e.g. redis://:password@cache:6379/2
+    # (MODELSERVE_CACHE__REDIS_URL; a SecretStr: it may hold a password). None: in-process.
+    redis_url: SecretStr | None = None
+    # Redis keys are `<key_prefix>:<model>:<hex>`.
+    key_prefix: str = Field(DEFAULT_CACHE_KEY_PREFIX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    # Each Redis call waits at most this long; past it the request is a miss. After
+    # `breaker_failures` failures in a row Redis is not asked for `breaker_reset_s`.
+    redis_timeout_s: float = Field(DEFAULT_CACHE_REDIS_TIMEOUT_S, gt=0, le=5)
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_reset_s: float = Field(5.0, gt=0, le=3600)
+    # An answer larger than this is not stored in Redis.
+    max_entry_bytes: int = Field(DEFAULT_CACHE_MAX_ENTRY_BYTES, ge=1)
+    # Ceiling on one loaded version's in-process cache, whatever its policy asks.
+    max_bytes: int = Field(DEFAULT_CACHE_MAX_BYTES, ge=1)
+    # Who may send `Cache-Control: no-cache` to skip reading the cache (others are served
+    # from it as usual). `admin` holds every scope.
+    bypass_scope: str = Field("registry:write", min_length=1, max_length=64)
+
+
 class Settings(BaseSettings):
     """All of modelserve's settings. Build once; pass down."""
 
@@ -424,6 +462,7 @@ class Settings(BaseSettings):
     registry: RegistryConfig = RegistryConfig()
     jobs: JobsConfig = JobsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    cache: CacheConfig = CacheConfig()
     # Which device string `setup(device)` receives when a service does not pin one.
     device: str = "cpu"
     # When true, /readyz is 200 once any service is ready; otherwise all must be.

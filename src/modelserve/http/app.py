@@ -21,6 +21,7 @@ from modelserve.http.predict import Match, PredictEndpoint, Responder, match
 from modelserve.http.predict_docs import build_model_docs_router
 from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
+from modelserve.http.streaming import StreamEndpoint, stream_media
 from modelserve.observability import tracing
 from modelserve.runtime.heap import HeapFreezer
 from modelserve.runtime.manager import (
@@ -50,6 +51,7 @@ class ModelserveApp(FastAPI):
     """FastAPI with the predict fast path in front of Starlette's routing and middleware."""
 
     predict_endpoint: PredictEndpoint
+    stream_endpoint: StreamEndpoint
     # Wrappers that must see predict requests too (CORS), around `dispatch`; None: none.
     entry: ASGIApp | None = None
 
@@ -63,7 +65,9 @@ class ModelserveApp(FastAPI):
         if self.entry is not None or tracing.enabled or scope["method"] != "POST":
             return None
         found = match(scope["path"])
-        return found if found is not None and not found[2] else None
+        if found is None or found[2] or stream_media(scope["headers"], scope["query_string"]):
+            return None
+        return found
 
     def serve_now(self, scope: Scope, route: Match, body: bytes, respond: Responder) -> bool:
         """Serve a request on the route `wants_now` gave, without an ASGI task (see
@@ -76,6 +80,11 @@ class ModelserveApp(FastAPI):
         if scope["type"] == "http" and scope["method"] == "POST":
             found = match(scope["path"])
             if found is not None:
+                name, version, is_batch = found
+                media = None if is_batch else stream_media(scope["headers"], scope["query_string"])
+                if media is not None:
+                    await self.stream_endpoint(scope, receive, send, name, version, media)
+                    return
                 await self.predict_endpoint(scope, receive, send, *found)
                 return
         await super().__call__(scope, receive, send)
@@ -180,6 +189,11 @@ def build_app(
     )
     app.predict_endpoint = endpoint
     app.state.predict_endpoint = endpoint
+    app.stream_endpoint = StreamEndpoint(
+        endpoint.pipeline,
+        heartbeat_s=settings.http.stream_heartbeat_s,
+        graceful_timeout_s=settings.server.graceful_timeout_s,
+    )
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))

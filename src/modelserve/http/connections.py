@@ -265,6 +265,12 @@ def grace_left(graceful_timeout_s: float) -> float:
     return max(0.0, graceful_timeout_s - (loop.time() - began))
 
 
+def shutdown_began() -> bool:
+    """True once the server on the running loop began its graceful shutdown (streams in
+    flight then finish within what is left of the graceful timeout, see `grace_left`)."""
+    return asyncio.get_running_loop() in _SHUTDOWN_BEGAN
+
+
 def guard_for(server_state: Any, loop: Any, app: Any) -> ConnectionGuard:
     """The guard of the server whose shared state is `server_state` (made on first use)."""
     guard = _GUARDS.get(server_state)

@@ -45,6 +45,7 @@ from modelserve.http.wire import WireFormat
 from modelserve.observability import tracing
 from modelserve.observability.tracing import RequestTrace
 from modelserve.runtime.routing import ModelTable
+from modelserve.runtime.streaming import ChunkStream, StreamRunner
 from modelserve.runtime.versions import DeployedService
 from modelserve.types import PredictGuard, Principal, RequestObserver, RequestRecord
 
@@ -154,6 +155,7 @@ class PredictPipeline:
         self.observers = tuple(observers)
         self.predlog = prediction_log
         self.shadows = ShadowMirror(table, codecs)
+        self.streams = StreamRunner()
 
     # -- the steps, in order ---------------------------------------------------------------
 
@@ -221,6 +223,37 @@ class PredictPipeline:
             self.settle(call, future)
         except Exception as exc:
             self.fail(call, exc)
+
+    async def run_stream(
+        self, call: PredictCall, read: Callable[[], Awaitable[bytes]]
+    ) -> ChunkStream | None:
+        """`run` for a streamed answer (http/streaming.py): the same steps up to validate,
+        then `stream` in place of submit. The running stream, or None with the call settled
+        as an error; the adapter writes chunks, then `report`s once the stream ends."""
+        try:
+            if not self.authenticate(call):
+                await self.authenticate_later(call)
+            self.decode(call, await read())
+            self.admit(call)
+            self.validate(call)
+            return self.stream(call)
+        except Exception as exc:
+            self.fail(call, exc)
+            return None
+
+    def stream(self, call: PredictCall) -> ChunkStream:
+        """The submit step's alternative for a streamed answer: `predict_stream` of the one
+        input on one of the version's instances (503 + Retry-After past its stream cap)."""
+        deployed = call.deployed
+        assert deployed is not None  # admitted
+        assert call.codec is not None
+        # A protocol's calls are batch calls: its streaming formats give exactly one input.
+        item = call.inputs[0] if call.wire is not None else call.inputs
+        stream = self.streams.open(deployed, item)
+        call.reached = True
+        call.status = 200
+        call.extra = [call.codec.version_header]
+        return stream
 
     def prepare(self, call: PredictCall, body: bytes) -> asyncio.Future[Any]:
         """The steps from a read body to the engine: decode, admit, validate, submit.
@@ -337,8 +370,17 @@ class PredictPipeline:
             call.error_code = "internal_error"
         call.status, call.extra, call.payload = status, extra, payload
 
-    def head(self, call: PredictCall) -> Headers:
-        """The response headers of the call's answer (uvicorn adds its own defaults)."""
+    def head(self, call: PredictCall, *, streamed: bool = False) -> Headers:
+        """The response headers of the call's answer (uvicorn adds its own defaults); a
+        `streamed` answer's length is unknown (chunked) and no proxy may cache or buffer it."""
+        if streamed:
+            return [
+                (b"content-type", call.media),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+                (REQUEST_ID_HEADER, call.request_id.encode()),
+                *call.extra,
+            ]
         return [
             (b"content-type", call.media),
             (b"content-length", str(len(call.payload)).encode()),

@@ -230,6 +230,27 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        # Streamed answers (predict_stream): how soon the first chunk, how many, how many open.
+        self.stream_first_chunk = Histogram(
+            "modelserve_stream_first_chunk_seconds",
+            "Time from a streamed request's arrival to its first chunk.",
+            MODEL_LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_chunks = Counter(
+            "modelserve_stream_chunks_total",
+            "Chunks sent on streamed answers (its rate is chunks/s).",
+            MODEL_LABELS,
+            registry=r,
+        )
+        self.streams_open = Gauge(
+            "modelserve_streams_open",
+            "Streamed answers in flight.",
+            MODEL_LABELS,
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self.pending = PendingSet()
         self.jobs = JobMetrics(self)
@@ -443,6 +464,22 @@ class MetricsRequestObserver:
         if model_count is not None:
             model_count.value += 1
             series.model_time.observe(duration)  # type: ignore[union-attr]
+
+    # Streams (http/streaming.py): a few calls per stream, straight into the metrics.
+
+    def on_stream_open(self, model: str, version: str) -> None:
+        """A streamed answer started (its headers are about to be written)."""
+        self._metrics.streams_open.labels(model, version).inc()
+
+    def on_stream_first_chunk(self, model: str, version: str, seconds: float) -> None:
+        """A stream's first chunk came, `seconds` after its request arrived."""
+        self._metrics.stream_first_chunk.labels(model, version).observe(seconds)
+
+    def on_stream_close(self, model: str, version: str, chunks: int) -> None:
+        """A streamed answer ended, after `chunks` chunks."""
+        self._metrics.streams_open.labels(model, version).dec()
+        if chunks:
+            self._metrics.stream_chunks.labels(model, version).inc(chunks)
 
     def _bind(self, key: tuple[str, int, str | None, str | None, str]) -> _Series:
         route, status, model, version, method = key

@@ -62,6 +62,11 @@ class InlineReplica:
         """True while an async predict is running."""
         return self._busy
 
+    @property
+    def service(self) -> Service[Any, Any] | None:
+        """The loaded instance (None before setup and after stop), for streams."""
+        return self._service
+
     def start(self) -> concurrent.futures.Future[None]:
         """Run `setup` on a short-lived thread; the future completes when it has finished."""
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()

@@ -49,6 +49,9 @@ class ThreadReplica:
         self._thread: threading.Thread | None = None
         self._busy = False
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # The loaded instance once setup finished: streams (runtime/streaming.py) run its
+        # predict_stream on threads of their own.
+        self.service: Service[Any, Any] | None = None
 
     @property
     def busy(self) -> bool:
@@ -89,6 +92,7 @@ class ThreadReplica:
             return
         predict = service.predict
         loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(predict) else None
+        self.service = service
         self._ready.set_result(None)
         try:
             while True:
@@ -111,6 +115,7 @@ class ThreadReplica:
                     self._busy = False
                 done(result)
         finally:
+            self.service = None
             try:
                 service.teardown()
             except Exception:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -13,6 +13,10 @@ from modelserve.types import Isolation
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
+
+# Which OpenAI-compatible routes serve a model (docs/protocols.md): "embeddings" for
+# POST /v1/embeddings, "completions" for /v1/chat/completions and /v1/completions.
+OpenAIKind = Literal["embeddings", "completions"]
 
 
 class ItemError:
@@ -68,6 +72,21 @@ class Service(Generic[In, Out]):
     call): the whole batch then fails.
     `predict` must return a list (or another iterable) of outputs: anything else, `None`
     included, fails the batch with 500 `invalid_model_output`.
+
+    `predict_stream(item)`, when defined, answers one input in chunks (tokens of generated
+    text, partial results): a generator (`def`, run on a thread of its own per stream, so it
+    must be safe next to `predict` on the replica's thread) or an async generator (`async
+    def`, run on the event loop: it must await, never compute). Each chunk is a `str`, a
+    pydantic model or JSON-ready data. The server asks for the next chunk only once the
+    previous one is written, so a slow reader pauses the generator, and a client that goes
+    away closes it at its next `yield` (its `finally` blocks run). At most `max_streams`
+    streams per replica run at once; more are answered 503 with Retry-After. Not available
+    with `isolation = "process"`. See docs/protocols.md.
+
+    `openai` marks a model for the OpenAI-compatible routes: "embeddings" (input: one
+    required `str` field; output: one `list[float]` field) or "completions" (input: a `prompt`
+    str field, and optionally `max_tokens`, `temperature`, `top_p`, `stop`; `predict_stream`
+    yields text).
     """
 
     name: ClassVar[str]
@@ -80,6 +99,10 @@ class Service(Generic[In, Out]):
     isolate_failures: ClassVar[bool] = True
     # None: take the server's configured device.
     device: ClassVar[str | None] = None
+    # The OpenAI-compatible routes that serve this model, if any (see above).
+    openai: ClassVar[OpenAIKind | None] = None
+    # Streams (`predict_stream`) running at once per replica; past it, 503 + Retry-After.
+    max_streams: ClassVar[int] = 4
     # Set on the instance before `setup`: the folder of this version's files when served from
     # the model registry, else None.
     artifacts: Path | None = None
@@ -90,6 +113,10 @@ class Service(Generic[In, Out]):
     def predict(self, batch: list[In]) -> Sequence[Out | ItemError]:
         """Return one output (or ItemError) per input, in the same order."""
         raise NotImplementedError(f"{type(self).__name__}.predict is not implemented")
+
+    def predict_stream(self, item: In) -> Iterator[Any] | AsyncIterator[Any]:
+        """Optional: the answer to one input as chunks (a generator or an async generator)."""
+        raise NotImplementedError(f"{type(self).__name__}.predict_stream is not implemented")
 
     def teardown(self) -> None:
         """Release resources when the server stops."""

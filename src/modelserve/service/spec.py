@@ -15,6 +15,7 @@ from modelserve.errors import ServiceDefinitionError
 from modelserve.schemas.strict import strict_model
 from modelserve.service.base import Service
 from modelserve.service.batching import BatchingConfig
+from modelserve.service.openai import check_openai
 from modelserve.types import Isolation
 
 # Lowercase, digits, '.', '_' and '-', starting with a letter or digit: safe in URLs, file
@@ -22,6 +23,7 @@ from modelserve.types import Isolation
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 MAX_REPLICAS = 64
+MAX_STREAMS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,12 @@ class ServiceSpec:
     artifact_dir: Path | None = None
     # Re-run a failed batch in parts to isolate the failing items (Service.isolate_failures).
     isolate_failures: bool = True
+    # `predict_stream` is defined (and whether it is an async generator function).
+    streams: bool = False
+    stream_is_async: bool = False
+    # Service.openai and Service.max_streams (per replica).
+    openai: str | None = None
+    max_streams: int = 4
 
     @classmethod
     def from_class(
@@ -97,6 +105,16 @@ class ServiceSpec:
             )
         if service_cls.predict is Service.predict:
             raise ServiceDefinitionError(f"{label} must implement predict(self, batch)")
+        streams = service_cls.predict_stream is not Service.predict_stream
+        if streams and service_cls.isolation == "process":
+            raise ServiceDefinitionError(
+                f"{label} defines predict_stream, which runs in the server's process: use"
+                " isolation='thread' (or 'inline') for a streaming model"
+            )
+        max_streams = service_cls.max_streams
+        if not isinstance(max_streams, int) or not 1 <= max_streams <= MAX_STREAMS:
+            raise ServiceDefinitionError(f"{label}.max_streams must be an int in 1..{MAX_STREAMS}")
+        check_openai(label, service_cls.openai, input_type, output_type, streams)
         if service_cls.isolation == "process" and source is None:
             raise ServiceDefinitionError(
                 f"{label} uses isolation='process' but was not loaded from a file or module,"
@@ -118,6 +136,10 @@ class ServiceSpec:
             is_async=inspect.iscoroutinefunction(service_cls.predict),
             source=source,
             isolate_failures=isolate_failures,
+            streams=streams,
+            stream_is_async=inspect.isasyncgenfunction(service_cls.predict_stream),
+            openai=service_cls.openai,
+            max_streams=max_streams,
         )
 
     def input_schema(self) -> dict[str, Any]:
