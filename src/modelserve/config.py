@@ -302,6 +302,10 @@ DEFAULT_JOB_CELERY_QUEUE = "modelserve.jobs"
 DEFAULT_JOB_OUTBOX_INTERVAL_S = 5.0
 DEFAULT_JOB_PUBLISH_TIMEOUT_S = 5.0
 DEFAULT_JOB_SCHEDULER_INTERVAL_S = 10.0
+DEFAULT_JOB_RETENTION_DAYS = 30.0
+DEFAULT_JOB_UPLOAD_RETENTION_HOURS = 24.0
+DEFAULT_JOB_BLOB_GRACE_HOURS = 24.0
+DEFAULT_JOB_RETENTION_INTERVAL_S = 3600.0
 # Celery queue names: what RabbitMQ accepts and a log line shows plainly.
 CELERY_QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
@@ -360,6 +364,15 @@ class JobsConfig(BaseModel):
     # Where `{"input": {"path": ...}}` inputs (files an operator drops for scheduled jobs) are
     # read from; paths are relative to it and never leave it. None: path inputs are refused.
     input_dir: Path | None = None
+    # Retention (jobs/retention.py), swept by every server that runs the scheduler: finished
+    # jobs are deleted with their results this long after they finished (0: kept forever);
+    # uploads no job reads and no schedule names this long after they completed (or started,
+    # if never completed); blobs no row names once unwritten for `blob_grace_hours`.
+    retention: bool = True
+    retention_days: float = Field(DEFAULT_JOB_RETENTION_DAYS, ge=0, le=36_500)
+    upload_retention_hours: float = Field(DEFAULT_JOB_UPLOAD_RETENTION_HOURS, gt=0, le=876_000)
+    blob_grace_hours: float = Field(DEFAULT_JOB_BLOB_GRACE_HOURS, ge=1, le=876_000)
+    retention_interval_s: float = Field(DEFAULT_JOB_RETENTION_INTERVAL_S, gt=0, le=86_400)
 
     @field_validator("celery_routes")
     @classmethod

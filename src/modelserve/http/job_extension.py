@@ -18,6 +18,7 @@ from modelserve.jobs.delivery import ChunkDelivery
 from modelserve.jobs.gateway import Dump, Parse, RuntimeGateway
 from modelserve.jobs.outbox import OutboxRelay
 from modelserve.jobs.processing import ChunkProcessor
+from modelserve.jobs.retention import RetentionSweeper
 from modelserve.jobs.runner import EmbeddedRunner
 from modelserve.jobs.scheduler import JobScheduler
 from modelserve.jobs.schedules import JobSchedules
@@ -66,6 +67,7 @@ class JobsExtension:
         self.runner: EmbeddedRunner | None = None
         self.relay: OutboxRelay | None = None
         self.scheduler: JobScheduler | None = None
+        self.sweeper: RetentionSweeper | None = None
         self.processor: ChunkProcessor | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -141,14 +143,21 @@ class JobsExtension:
             database=app.state.database, jobs=app.state.jobs, config=config
         )
         app.state.job_scheduler = self.scheduler
+        self.sweeper = RetentionSweeper(database=app.state.database, store=store, config=config)
+        app.state.job_sweeper = self.sweeper
         if config.scheduler and not self.worker:
             self.scheduler.start()
+            if config.retention:
+                self.sweeper.start()
 
     async def shutdown(self, app: FastAPI) -> None:
         """Stop the loops; the runner's running chunks finish or are given back at once."""
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None
+        if self.sweeper is not None:
+            await self.sweeper.stop()
+            self.sweeper = None
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None

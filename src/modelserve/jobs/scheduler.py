@@ -16,8 +16,6 @@ submit stores the job, and the embedded runner or the Celery outbox takes it fro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -36,6 +34,7 @@ from modelserve.errors import (
     ModelserveError,
 )
 from modelserve.jobs.cron import next_tick
+from modelserve.jobs.periodic import Periodic
 from modelserve.jobs.service import Jobs
 from modelserve.schemas.jobs import JobCreate
 from modelserve.types import ANONYMOUS, Principal
@@ -99,22 +98,17 @@ class JobScheduler:
         self._jobs = jobs
         self._config = config
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "modelserve-jobs-scheduler", self.run_due, config.scheduler_interval_s
+        )
 
     def start(self) -> None:
         """Look for due schedules now and then every `scheduler_interval_s`."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run_forever(), name="modelserve-jobs-scheduler"
-            )
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop looking (a submit in flight is cancelled; its tick is recovered later)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def run_due(self) -> list[str]:
         """Claim and submit every due tick; the ids of the jobs submitted (recovered ticks'
@@ -220,13 +214,3 @@ class JobScheduler:
             if job_id is not None:
                 started.append(job_id)
         return started
-
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-            except DatabaseUnavailableError:
-                logger.warning("jobs scheduler: the database is unavailable; trying again")
-            except Exception:
-                logger.exception("jobs scheduler: a pass failed")
-            await asyncio.sleep(self._config.scheduler_interval_s)

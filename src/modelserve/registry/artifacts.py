@@ -20,7 +20,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
@@ -93,6 +94,24 @@ class ArtifactStore(Protocol):
         """A read-only directory holding `files` (path -> sha256) for one version."""
         ...
 
+    def stored(self) -> Iterator[StoredBlob]:
+        """Every stored blob with its size and when it was last written (for retention)."""
+        ...
+
+    def delete_if_older(self, sha256: str, before: float) -> int:
+        """Remove a blob last written before `before` (a Unix time); the bytes freed, 0 when
+        it is younger (written again meanwhile) or gone."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A blob as the store holds it: digest, size, and last write (Unix time)."""
+
+    sha256: str
+    size: int
+    written_at: float
+
 
 def check_digest(sha256: str) -> str:
     """A lowercase hex SHA-256, or ResourceNotFoundError (a malformed one names no blob)."""
@@ -147,7 +166,10 @@ class _FileWriter:
             # link, not rename: an existing blob with the same content is never replaced.
             os.link(self._path, final)
         except FileExistsError:
-            pass
+            # Written again: it is young again, so a retention sweep (which only removes
+            # unreferenced blobs older than its grace) leaves it to the row about to name it.
+            with contextlib.suppress(OSError):
+                os.utime(final)
         finally:
             self._path.unlink(missing_ok=True)
         return blob
@@ -189,6 +211,30 @@ class LocalArtifactStore:
 
     def scratch(self) -> BinaryIO:
         return tempfile.TemporaryFile(dir=self.tmp_dir, prefix="upload-")
+
+    def stored(self) -> Iterator[StoredBlob]:
+        for shard in sorted((self.root / "blobs" / "sha256").iterdir()):
+            if not shard.is_dir():
+                continue
+            for path in shard.iterdir():
+                if not _SHA256.match(path.name):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    stat = path.stat()
+                    yield StoredBlob(path.name, stat.st_size, stat.st_mtime)
+
+    def delete_if_older(self, sha256: str, before: float) -> int:
+        path = self.blob_path(sha256)
+        try:
+            # Stat again right before the unlink: a blob written again since it was listed
+            # (os.utime in commit) is young and stays.
+            stat = path.stat()
+            if stat.st_mtime >= before:
+                return 0
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return stat.st_size
 
     def materialize(self, model: str, version: str, files: Mapping[PurePosixPath, str]) -> Path:
         versions = self.root / "versions"
@@ -248,6 +294,7 @@ class _MemoryWriter:
         blob = Blob(hashlib.sha256(data).hexdigest(), len(data))
         with self._store.lock:
             self._store.blobs.setdefault(blob.sha256, data)
+            self._store.written[blob.sha256] = time.time()
         return blob
 
     def abort(self) -> None:
@@ -259,6 +306,8 @@ class MemoryArtifactStore:
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
+        # Last write per blob (Unix time), as a file's mtime in the local store.
+        self.written: dict[str, float] = {}
         self.lock = threading.Lock()
         self._folder: Path | None = None
 
@@ -277,6 +326,19 @@ class MemoryArtifactStore:
 
     def scratch(self) -> BinaryIO:
         return io.BytesIO()
+
+    def stored(self) -> Iterator[StoredBlob]:
+        with self.lock:
+            items = [(sha, len(data)) for sha, data in self.blobs.items()]
+        for sha, size in items:
+            yield StoredBlob(sha, size, self.written.get(sha, 0.0))
+
+    def delete_if_older(self, sha256: str, before: float) -> int:
+        with self.lock:
+            if self.written.get(sha256, 0.0) >= before:
+                return 0
+            data = self.blobs.pop(sha256, None)
+        return 0 if data is None else len(data)
 
     def materialize(self, model: str, version: str, files: Mapping[PurePosixPath, str]) -> Path:
         if self._folder is None:
