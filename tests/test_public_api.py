@@ -4,6 +4,7 @@ import modelserve
 
 EXPECTED = {
     "BatchingConfig",
+    "CachePolicy",
     "ConfigError",
     "DeadlineExceededError",
     "HttpConfig",
@@ -24,6 +25,7 @@ EXPECTED = {
     "Settings",
     "__version__",
     "batching",
+    "cache_policy",
     "create_app",
     "load_target",
 }

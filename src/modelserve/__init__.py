@@ -28,6 +28,7 @@ from modelserve.errors import (
 )
 from modelserve.service.base import ItemError, Service
 from modelserve.service.batching import BatchingConfig, batching
+from modelserve.service.caching import CachePolicy, cache_policy
 from modelserve.service.loader import load_target
 from modelserve.service.spec import ServiceSpec
 
@@ -49,6 +50,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BatchingConfig",
+    "CachePolicy",
     "ConfigError",
     "DeadlineExceededError",
     "HttpConfig",
@@ -69,6 +71,7 @@ __all__ = [
     "Settings",
     "__version__",
     "batching",
+    "cache_policy",
     "create_app",
     "load_target",
 ]

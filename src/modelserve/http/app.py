@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from modelserve.cache import PredictionCache
 from modelserve.config import Settings
 from modelserve.db import migrate
 from modelserve.db.engine import Database
@@ -103,6 +104,7 @@ def build_app(
     on_shutdown: Sequence[Hook] = (),
     prediction_log: PredictionLog | None = None,
     batch_trace_factory: BatchTraceFactory | None = None,
+    prediction_cache: PredictionCache | None = None,
 ) -> ModelserveApp:
     """The serving core: models, predict fast path, catalogue and health routes; no auth,
     registry or observability (`create_app` adds those). For embedding and tests.
@@ -111,7 +113,9 @@ def build_app(
     checked to be at the schema this release needs (PostgreSQL: refuses to start otherwise),
     the `on_startup` hooks run, and models load in the background: `/livez` answers at once,
     `/readyz` turns 200 when they are ready. `guard` authenticates predict requests and
-    `observers` see every predict response (see `modelserve.types`).
+    `observers` see every predict response (see `modelserve.types`). `prediction_cache` is
+    the cache of the Services that declare a `cache_policy` (built from `settings.cache`,
+    without metrics, when None).
     """
     settings = settings or Settings()
     specs: Sequence[ServiceSpec] = [
@@ -158,6 +162,7 @@ def build_app(
             logger.info("draining in-flight requests for at most %.1f s", drain_s)
             stop_s = max(REPLICA_STOP_FLOOR_S, min(left - drain_s, REPLICA_STOP_S))
             await runtime.stop(drain_s, stop_s)
+            await cache.close()
             await database.dispose()
             logger.info("stopped")
 
@@ -178,6 +183,7 @@ def build_app(
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.database = database
+    cache = prediction_cache if prediction_cache is not None else PredictionCache(settings.cache)
     endpoint = PredictEndpoint(
         runtime,
         max_body_bytes=settings.http.max_body_bytes,
@@ -186,6 +192,7 @@ def build_app(
         guard=guard,
         observers=observers,
         prediction_log=prediction_log,
+        cache=cache,
     )
     app.predict_endpoint = endpoint
     app.state.predict_endpoint = endpoint

@@ -18,11 +18,13 @@ from fastapi import FastAPI
 from modelserve.auth.signing import check_auth_settings
 from modelserve.auth.system import AuthSystem
 from modelserve.batcher.engine import BatchTrace
+from modelserve.cache import PredictionCache
 from modelserve.config import Settings
 from modelserve.db.engine import Database
 from modelserve.http.access import AccessMiddleware
 from modelserve.http.app import Hook, ModelserveApp, build_app
 from modelserve.http.auth_routes import build_auth_router
+from modelserve.http.cache_routes import build_cache_router
 from modelserve.http.exposure import ExposureMiddleware, cors_middleware
 from modelserve.http.job_extension import JobsExtension
 from modelserve.http.observability_routes import build_observability_router
@@ -107,11 +109,16 @@ def create_app(
         observer_factory=observability.observer_factory,
         prediction_log=observability.predlog,
         batch_trace_factory=_batch_tracer,
+        prediction_cache=PredictionCache(
+            settings.cache,
+            observer=observability.metrics.cache if observability.metrics is not None else None,
+        ),
     )
     app.state.auth = auth
     app.state.observability = observability
     app.include_router(build_observability_router(observability))
     app.include_router(build_auth_router())
+    app.include_router(build_cache_router(app.predict_endpoint.pipeline.cache))
     registry.install(app)
     jobs.install(app)
     app.add_middleware(

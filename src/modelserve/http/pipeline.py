@@ -1,6 +1,6 @@
 """The one predict pipeline: every way in runs the same named steps on one `PredictCall`.
 
-    open -> authenticate -> decode -> admit -> validate -> (cache) -> submit -> await (settle)
+    open -> authenticate -> decode -> admit -> validate -> lookup -> submit -> await (settle)
          -> encode | fail -> report
 
 Each step is one method of `PredictPipeline`, and no adapter repeats one. An adapter only does
@@ -10,8 +10,8 @@ what its protocol needs: it opens the call, brings the body, and writes `status`
 the in-process test client in `modelserve.testing`) hand the whole sequence to `run`; the
 protocol's task-free path (`PredictEndpoint.serve_now`) calls the same steps without a
 coroutine and declines when one would be needed. `prepare` holds the order of the steps
-between the body and the engine, so that a step added there (a prediction cache lookup between
-validate and submit) reaches every adapter at once.
+between the body and the engine, so that a step added there (the prediction cache's `lookup`,
+between validate and submit: `modelserve.cache`) reaches every adapter at once.
 
 The order is the order of the errors a client sees: too many headers (431), who is calling
 (401/403/429: before anything else, so an unauthenticated caller learns nothing, not even
@@ -31,8 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from modelserve.auth.guard import refuse_query_credentials
 from modelserve.batcher.engine import BatchEngine
+from modelserve.cache import Answer, PredictionCache
 from modelserve.errors import ModelserveError, UnsupportedMediaError
-from modelserve.http.codec import CodecCache, Headers, ServiceCodec, check_media_type
+from modelserve.http.codec import (
+    NON_FINITE_HEADER,
+    CodecCache,
+    Headers,
+    ServiceCodec,
+    check_media_type,
+)
 from modelserve.http.context import (
     REQUEST_ID_HEADER,
     RequestLimits,
@@ -60,6 +67,12 @@ ROUTE_PREDICT_BATCH = "/v1/models/{name}/predict/batch"
 ROUTE_PINNED = "/v1/models/{name}/versions/{version}/predict"
 ROUTE_PINNED_BATCH = "/v1/models/{name}/versions/{version}/predict/batch"
 
+# How a cached model's request was answered (docs/cache.md): hit, miss, shared or bypass.
+CACHE_HEADER = b"x-cache"
+_CACHE_HEADERS = {
+    outcome: (CACHE_HEADER, outcome.encode()) for outcome in ("hit", "miss", "shared", "bypass")
+}
+
 
 class PredictCall:
     """One predict request on its way through the pipeline, built once by its adapter.
@@ -71,6 +84,7 @@ class PredictCall:
 
     __slots__ = (
         "body",
+        "cached",
         "codec",
         "deployed",
         "engine",
@@ -133,6 +147,8 @@ class PredictCall:
         self.payload = b""
         self.media = JSON_MEDIA
         self.error_code: str | None = None
+        # How the prediction cache answered ("hit", "miss", ...); None when not cached.
+        self.cached: str | None = None
 
 
 class PredictPipeline:
@@ -147,8 +163,11 @@ class PredictPipeline:
         guard: PredictGuard | None = None,
         observers: Sequence[RequestObserver] = (),
         prediction_log: PredictionLog | None = None,
+        cache: PredictionCache | None = None,
     ) -> None:
         self.table = table
+        # In-process by default: a Service with a `cache_policy` is cached wherever it runs.
+        self.cache = cache if cache is not None else PredictionCache()
         self.codecs = codecs
         self.limits = limits
         self.guard = guard
@@ -256,13 +275,17 @@ class PredictPipeline:
         return stream
 
     def prepare(self, call: PredictCall, body: bytes) -> asyncio.Future[Any]:
-        """The steps from a read body to the engine: decode, admit, validate, submit.
+        """The steps from a read body to the engine: decode, admit, validate, lookup (the
+        prediction cache, for a version that has one), submit.
 
         Returns the future of the engine's answer; raises what the first failing step raises.
         """
         self.decode(call, body)
         self.admit(call)
         self.validate(call)
+        cached = self.lookup(call)
+        if cached is not None:
+            return cached
         return self.submit(call)
 
     def decode(self, call: PredictCall, body: bytes) -> None:
@@ -310,6 +333,49 @@ class PredictPipeline:
         if call.trace is not None:
             call.trace.mark(tracing.PHASE_VALIDATION)
 
+    def lookup(self, call: PredictCall) -> asyncio.Future[Any] | None:
+        """The prediction cache, for a version whose Service declares a `cache_policy`: the
+        future of its stored answer (already done in-process: the fast path stays task-free),
+        of an identical request's answer in flight, or of the model's answer, which it
+        stores. None for a version that is not cached: the pipeline submits as usual.
+
+        Keyed by the version `admit` picked for this request, so a promotion, rollback or
+        canary change never answers from another version's entries (docs/cache.md). One-input
+        requests only: batch and protocol (`call.wire`) requests go to the model.
+        """
+        deployed = call.deployed
+        assert deployed is not None  # admitted
+        version = self.cache.version(deployed)
+        if version is None or call.is_batch or call.wire is not None:
+            return None
+        principal = call.principal
+        tenant = None if principal is None else principal.owner_id or principal.subject
+        key = version.key(call.inputs, call.body if call.raw else None, tenant)
+        if key is None:
+            return None
+        call.reached = True  # the version answers, from its cache or its engine
+        codec = call.codec
+        assert codec is not None  # admitted
+
+        def encode(result: Any) -> tuple[bytes, bool]:
+            payload, extra = codec.dump(result)
+            return payload, NON_FINITE_HEADER in extra
+
+        return version.serve(
+            key, read=self._reads_cache(call), compute=lambda: self.submit(call), encode=encode
+        )
+
+    def _reads_cache(self, call: PredictCall) -> bool:
+        """False when the caller sent `Cache-Control: no-cache` and may skip the cache (the
+        configured scope; anyone without authentication); anyone else is served as usual."""
+        for key, value in call.headers:
+            if key == b"cache-control" and b"no-cache" in value.lower():
+                principal = call.principal
+                return not (
+                    principal is None or principal.has_scope(self.cache.config.bypass_scope)
+                )
+        return True
+
     def submit(self, call: PredictCall) -> asyncio.Future[Any]:
         """Queue the inputs on the version's engine (503 with Retry-After when it is full).
 
@@ -341,6 +407,19 @@ class PredictPipeline:
         an unpinned request is copied to the shadow version when the policy samples it."""
         codec = call.codec
         assert codec is not None  # admitted
+        if type(result) is Answer:  # the prediction cache's: already encoded
+            call.payload = result.payload
+            call.cached = outcome = result.outcome
+            call.extra = [codec.version_header, _CACHE_HEADERS[outcome]]
+            if result.non_finite:
+                call.extra.append(NON_FINITE_HEADER)
+            call.status = 200
+            # A hit has no output object to compare: only model answers are mirrored.
+            if call.version is None and result.result is not None:
+                mirror = self.table.mirror(call.name)
+                if mirror is not None:
+                    self.shadows.offer(call, result.result, mirror)
+            return
         if call.wire is not None:
             call.payload, call.extra = call.wire.dump(call, codec, result)
         elif call.is_batch:

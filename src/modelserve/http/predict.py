@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from modelserve.cache import PredictionCache
 from modelserve.http.codec import CodecCache, Headers, ServiceCodec
 from modelserve.http.context import (
     DEFAULT_MAX_HEADERS,
@@ -77,6 +78,7 @@ class PredictEndpoint:
         guard: PredictGuard | None = None,
         observers: Sequence[RequestObserver] = (),
         prediction_log: PredictionLog | None = None,
+        cache: PredictionCache | None = None,
     ) -> None:
         self.pipeline = PredictPipeline(
             runtime.table,
@@ -85,6 +87,7 @@ class PredictEndpoint:
             guard=guard,
             observers=observers,
             prediction_log=prediction_log,
+            cache=cache,
         )
 
     def codec(self, deployed: DeployedService) -> ServiceCodec:

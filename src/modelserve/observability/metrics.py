@@ -251,9 +251,37 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "modelserve_cache_lookups",
+            "Requests to cached models, by how they were answered: hit (from the cache), miss"
+            " (by the model), shared (by an identical request's model call), bypass (no-cache).",
+            ("model", "outcome"),
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "modelserve_cache_evictions",
+            "Answers dropped from the in-process cache: size (over a budget), ttl, purge.",
+            ("model", "reason"),
+            registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "modelserve_cache_bytes",
+            "Bytes of answers held by the in-process cache (summed over workers).",
+            ("model",),
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.cache_redis_errors = Counter(
+            "modelserve_cache_redis_errors",
+            "Redis cache operations given up (each a miss, never a client error): timeout,"
+            " error, open (circuit breaker), oversize (answer over the per-entry cap).",
+            ("kind",),
+            registry=r,
+        )
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self.pending = PendingSet()
         self.jobs = JobMetrics(self)
+        self.cache = CacheMetrics(self)
 
     def flush(self) -> None:
         """Push the observers' pending counts into the metrics (on the event loop)."""
@@ -327,6 +355,40 @@ class JobMetrics:
     def set_queue_depth(self, chunks: int) -> None:
         """Chunks waiting to run."""
         self._metrics.job_queue_depth.set(chunks)
+
+
+class CacheMetrics:
+    """The prediction cache's observer (`modelserve.cache.CacheObserver`).
+
+    Models are served ones and outcomes, reasons and kinds are fixed sets: no label value
+    comes from a client. Lookups are counted on the hot path: pending counters."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._lookups: dict[tuple[str, str], PendingCounter] = {}
+
+    def on_lookup(self, model: str, outcome: str) -> None:
+        """A cached model's request was answered this way."""
+        key = (model, outcome)
+        child = self._lookups.get(key)
+        if child is None:
+            metrics = self._metrics
+            child = self._lookups[key] = metrics.pending.counter(
+                metrics.cache_lookups.labels(model, outcome)
+            )
+        child.inc()
+
+    def on_evicted(self, model: str, reason: str, count: int) -> None:
+        """Answers left the in-process cache."""
+        self._metrics.cache_evictions.labels(model, reason).inc(count)
+
+    def on_bytes(self, model: str, delta: int) -> None:
+        """The in-process cache of the model grew (or shrank)."""
+        self._metrics.cache_bytes.labels(model).inc(delta)
+
+    def on_redis_error(self, kind: str) -> None:
+        """A Redis operation was given up."""
+        self._metrics.cache_redis_errors.labels(kind).inc()
 
 
 class ModelMetrics:

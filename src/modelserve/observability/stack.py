@@ -74,7 +74,7 @@ def _secret_values(settings: Settings) -> Iterator[str]:
         secret = getattr(auth, name, None)
         if secret is not None:
             yield secret.get_secret_value()
-    for url in (settings.database_url, settings.redis_url):
+    for url in (settings.database_url, settings.redis_url, settings.cache.redis_url):
         if url is not None:
             with contextlib.suppress(ValueError):
                 password = urlsplit(url.get_secret_value()).password

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from modelserve.service.batching import BatchingConfig, batching
+from modelserve.service.caching import CachePolicy
 from modelserve.types import Isolation
 
 In = TypeVar("In", bound=BaseModel)
@@ -103,6 +104,8 @@ class Service(Generic[In, Out]):
     openai: ClassVar[OpenAIKind | None] = None
     # Streams (`predict_stream`) running at once per replica; past it, 503 + Retry-After.
     max_streams: ClassVar[int] = 4
+    # Reuse answers for repeated inputs (`cache_policy(...)`, docs/cache.md); None: never.
+    cache: ClassVar[CachePolicy | None] = None
     # Set on the instance before `setup`: the folder of this version's files when served from
     # the model registry, else None.
     artifacts: Path | None = None

@@ -15,6 +15,7 @@ from modelserve.errors import ServiceDefinitionError
 from modelserve.schemas.strict import strict_model
 from modelserve.service.base import Service
 from modelserve.service.batching import BatchingConfig
+from modelserve.service.caching import CachePolicy
 from modelserve.service.openai import check_openai
 from modelserve.types import Isolation
 
@@ -63,6 +64,8 @@ class ServiceSpec:
     # Service.openai and Service.max_streams (per replica).
     openai: str | None = None
     max_streams: int = 4
+    # Reuse answers for repeated inputs (Service.cache); None: never cached.
+    cache: CachePolicy | None = None
 
     @classmethod
     def from_class(
@@ -103,6 +106,9 @@ class ServiceSpec:
             raise ServiceDefinitionError(
                 f"{label}.isolate_failures must be True or False (got {isolate_failures!r})"
             )
+        cache = service_cls.cache
+        if cache is not None and not isinstance(cache, CachePolicy):
+            raise ServiceDefinitionError(f"{label}.cache must be built with cache_policy(...)")
         if service_cls.predict is Service.predict:
             raise ServiceDefinitionError(f"{label} must implement predict(self, batch)")
         streams = service_cls.predict_stream is not Service.predict_stream
@@ -136,6 +142,7 @@ class ServiceSpec:
             is_async=inspect.iscoroutinefunction(service_cls.predict),
             source=source,
             isolate_failures=isolate_failures,
+            cache=cache,
             streams=streams,
             stream_is_async=inspect.isasyncgenfunction(service_cls.predict_stream),
             openai=service_cls.openai,

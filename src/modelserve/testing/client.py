@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel
 
+from modelserve.cache import PredictionCache
 from modelserve.config import Settings
 from modelserve.errors import ServiceUnavailableError
 from modelserve.http.codec import CodecCache
@@ -97,6 +98,7 @@ class ServiceClient:
             CodecCache(max_batch_inputs=http.max_batch_inputs),
             limits=RequestLimits(max_body_bytes=http.max_body_bytes, max_headers=http.max_headers),
             observers=[self],
+            cache=PredictionCache(self.settings.cache),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
