@@ -110,6 +110,18 @@ def test_prometheus_histogram_child_keeps_the_fields_pending_writes() -> None:
     assert samples["contract_seconds_sum"] == 0.55
 
 
+def test_prometheus_values_still_choose_the_value_class_from_the_environment() -> None:
+    # multiprocess.prepare_forked switches prometheus_client to multiprocess values after its
+    # import (Celery's pool forks the already-importing worker): metrics must read
+    # `values.ValueClass` when created, and `get_value_class` must follow the variable.
+    from prometheus_client import values
+
+    assert callable(values.get_value_class)
+    assert hasattr(values, "ValueClass")
+    source = inspect.getsource(prometheus_client.metrics)
+    assert "values.ValueClass(" in source, "metrics no longer create values via values.ValueClass"
+
+
 def test_uvicorn_supervisor_keeps_what_the_draining_supervisor_overrides() -> None:
     # cli/serve.py's DrainingSupervisor closes Multiprocess.sockets from its SIGTERM/SIGINT
     # handlers; a uvicorn that renames them would silently keep the socket open again.

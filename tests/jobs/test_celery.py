@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -22,6 +23,7 @@ from tests.e2e.server import launch
 from tests.jobs.broker import Broker, launch_worker
 from tests.jobs.conftest import Factory, JobsClient, jsonl, reset_jobs
 from tests.jobs.test_durability import attempts
+from tests.observability.support import free_port
 
 pytestmark = pytest.mark.services
 
@@ -197,10 +199,12 @@ def test_a_server_and_a_worker_on_rabbitmq_run_a_job_to_the_end(
         "MODELSERVE_DATABASE_URL": database_url,
         "MODELSERVE_JOBS__CHUNK_SIZE": "20",
     }
+    metrics_port = free_port()
+    worker_env = {**env, "MODELSERVE_OBSERVABILITY__METRICS_PORT": str(metrics_port)}
     rows = 200
     with (
         launch(tmp_path / "server", target=SERVICES, env=env) as server,
-        launch_worker(tmp_path / "worker", target=SERVICES, env=env, concurrency=2),
+        launch_worker(tmp_path / "worker", target=SERVICES, env=worker_env, concurrency=2),
     ):
         client = server.client()
         upload_id: str = client.post("/v1/uploads").json()["id"]
@@ -225,8 +229,25 @@ def test_a_server_and_a_worker_on_rabbitmq_run_a_job_to_the_end(
         assert all(r["output"]["y"] == 2 * r["row"] for r in records)
         [error] = client.get(f"/v1/jobs/{job_id}/errors").json()["data"]
         assert (error["row"], error["code"]) == (rows, "negative")
+        # The worker's pool processes are counted together on its metrics port.
+        scraped = worker_metrics(metrics_port)
+        assert scraped['modelserve_job_rows_total{model="doubler",outcome="succeeded"}'] == rows
+        assert scraped['modelserve_job_rows_total{model="doubler",outcome="failed"}'] == 1
+        chunks = scraped['modelserve_job_chunk_duration_seconds_count{model="doubler"}']
+        assert chunks == (rows + 1 + 19) // 20
     assert set(attempts(database_url, job_id).values()) == {1}
     assert broker.depth() == 0
+
+
+def worker_metrics(port: int) -> dict[str, float]:
+    """The worker's /metrics as {sample with labels: value}."""
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    samples: dict[str, float] = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def test_the_worker_command_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

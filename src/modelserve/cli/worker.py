@@ -18,7 +18,8 @@ from modelserve.cli.serve import EXIT_STARTUP, DeviceOpt, LogLevel, LogLevelOpt,
 from modelserve.errors import ModelserveError
 from modelserve.http.app import prepare_schema_at
 from modelserve.http.job_worker import JobWorkerHost
-from modelserve.observability.stack import configure_process
+from modelserve.observability import multiprocess
+from modelserve.observability.stack import configure_process, serve_metrics_port
 
 DEFAULT_CONCURRENCY = 2
 
@@ -54,6 +55,16 @@ def worker(
             " modelserve.jobs)"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve the summed Prometheus metrics of the pool's processes on this port"
+            " (/metrics). (default: MODELSERVE_OBSERVABILITY__METRICS_PORT; none: not served)",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
@@ -68,6 +79,8 @@ def worker(
         overrides["device"] = device
     if log_level is not None:
         overrides["server"] = {"log_level": log_level.value}
+    if metrics_port is not None:
+        overrides["observability"] = {"metrics_port": metrics_port}
     plan = ServePlan(targets=absolute_targets(targets), overrides=overrides, registry=registry)
     try:
         settings = plan.settings()
@@ -98,4 +111,18 @@ def worker(
         on_unpublished=host.unpublished,
     )
     level = log_level or LogLevel(settings.server.log_level)
-    run_worker(app, concurrency=concurrency, queues=chosen, loglevel=level.value)
+    # The pool's processes write their metrics to one directory; this process serves the sum
+    # (a worker has no HTTP port of its own to scrape).
+    metrics_dir = multiprocess.prepare_forked()
+    try:
+        metrics_server = serve_metrics_port(settings)
+    except OSError as exc:
+        metrics_dir.cleanup()
+        fail(f"cannot serve metrics on port {settings.observability.metrics_port}: {exc}")
+    try:
+        run_worker(app, concurrency=concurrency, queues=chosen, loglevel=level.value)
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+        metrics_dir.cleanup()

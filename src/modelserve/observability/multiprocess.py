@@ -80,6 +80,18 @@ def prepare(workers: int) -> MultiprocessDir | None:
     return MultiprocessDir(path, owned=True)
 
 
+def prepare_forked() -> MultiprocessDir:
+    """Before forking processes that write metrics (Celery's prefork pool): a shared directory,
+    and the value class switched to it in this process, which already imported
+    prometheus_client: forked children inherit the module as it is, and only metrics created
+    after the switch write to the directory. (Spawned processes, as `serve --workers`, read the
+    variable at their own import and need only `prepare`.)"""
+    prepared = prepare(2)
+    assert prepared is not None  # two processes always share a directory
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return prepared
+
+
 def mark_exited(pid: int | None = None) -> None:
     """Drop a process's live gauges (call in a worker's shutdown; default: this process)."""
     path = directory()
