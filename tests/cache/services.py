@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -75,3 +76,21 @@ class Uncached(Doubler):
 
     name = "uncached"
     cache = None
+
+
+class CachedScaled(Service[X, Y]):
+    """The registry tests' Scaled (x times its version's `config.json` scale), cached, and
+    counting its calls: versions answer differently, so a stale answer shows."""
+
+    name = "cached-scaled"
+    batching = batching(max_batch_size=16, max_wait_ms=1)
+    cache = cache_policy(ttl_s=600)
+
+    def setup(self, device: str) -> None:
+        assert self.artifacts is not None, "served from the registry only"
+        config = json.loads((self.artifacts / "config.json").read_text())
+        self.scale = float(config["scale"])
+
+    def predict(self, batch: list[X]) -> list[Y]:
+        CALLS.add(batch)
+        return [Y(y=item.x * self.scale) for item in batch]

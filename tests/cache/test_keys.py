@@ -37,9 +37,7 @@ def test_bytes_fields_and_raw_bodies_are_digests() -> None:
 def test_tenants_never_share_a_key_and_no_tenant_is_not_a_tenant() -> None:
     canonical = canonical_input(X(x=1))
     assert canonical is not None
-    keys = {
-        entry_key("m", "v", tenant, canonical) for tenant in (None, "a", "b", "-", "t:a", "")
-    }
+    keys = {entry_key("m", "v", tenant, canonical) for tenant in (None, "a", "b", "-", "t:a", "")}
     assert len(keys) == 6
 
 
@@ -51,9 +49,7 @@ def test_the_version_id_changes_with_what_answers() -> None:
     other_files = dataclasses.replace(spec, artifact_dir=Path("/store/doubler/1/abcdef"))
     more_files = dataclasses.replace(spec, artifact_dir=Path("/store/doubler/1/012345"))
     other_class = ServiceSpec.from_class(PerTenant)
-    ids = {
-        served_version_id(s) for s in (other_version, other_files, more_files, other_class)
-    }
+    ids = {served_version_id(s) for s in (other_version, other_files, more_files, other_class)}
     assert base not in ids and len(ids) == 4
 
 

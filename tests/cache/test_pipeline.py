@@ -180,4 +180,3 @@ async def test_a_hit_on_the_fast_path_is_answered_before_serve_now_returns() -> 
     assert [a[1][b"x-cache"] for a in answers] == [b"miss", b"hit"]
     assert answers[0][2] == answers[1][2] == b'{"y":8.0}'
     assert CALLS.items == [4.0]
-
