@@ -70,6 +70,8 @@ class MiniLM(Service[Text, Embedding]):
     """
 
     name = "minilm"
+    # Also served as OpenAI's POST /v1/embeddings (docs/protocols.md).
+    openai = "embeddings"
     # The model alone runs ~5x more texts per second at batch 64 than at batch 1; 5 ms of
     # waiting is small next to a forward pass and lets concurrent requests share one.
     batching = batching(max_batch_size=64, max_wait_ms=5)

@@ -123,6 +123,10 @@ class PredictGuard(Protocol):
         """Who is calling, or raise why they may not predict with `model`."""
         ...
 
+    async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> Principal:
+        """Who is calling, whatever they may do (AuthenticationError when absent or bad)."""
+        ...
+
 
 class RequestObserver(Protocol):
     """Sees every HTTP request once it is answered (metrics, access logs, prediction log).

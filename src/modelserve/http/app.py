@@ -18,6 +18,7 @@ from modelserve.http.connections import grace_left
 from modelserve.http.docs_pages import build_docs_router
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
+from modelserve.http.openai import OpenAIEndpoint, match_openai
 from modelserve.http.predict import Match, PredictEndpoint, Responder, match
 from modelserve.http.predict_docs import build_model_docs_router
 from modelserve.http.registry_routes import UPLOADS_PATH
@@ -53,6 +54,7 @@ class ModelserveApp(FastAPI):
 
     predict_endpoint: PredictEndpoint
     stream_endpoint: StreamEndpoint
+    openai_endpoint: OpenAIEndpoint
     # Wrappers that must see predict requests too (CORS), around `dispatch`; None: none.
     entry: ASGIApp | None = None
 
@@ -87,6 +89,11 @@ class ModelserveApp(FastAPI):
                     await self.stream_endpoint(scope, receive, send, name, version, media)
                     return
                 await self.predict_endpoint(scope, receive, send, *found)
+                return
+        if scope["type"] == "http":
+            kind = match_openai(scope["method"], scope["path"])
+            if kind is not None:
+                await self.openai_endpoint(scope, receive, send, kind)
                 return
         await super().__call__(scope, receive, send)
 
@@ -201,6 +208,7 @@ def build_app(
         heartbeat_s=settings.http.stream_heartbeat_s,
         graceful_timeout_s=settings.server.graceful_timeout_s,
     )
+    app.openai_endpoint = OpenAIEndpoint(endpoint.pipeline, app.stream_endpoint, guard)
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))

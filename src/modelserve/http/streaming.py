@@ -176,8 +176,8 @@ def _stream_hooks(
     return opened, first, closed
 
 
-async def answer_error(send: Send, pipeline: PredictPipeline, call: PredictCall) -> None:
-    """An error settled on the call, written as an ordinary answer and reported."""
+async def answer_settled(send: Send, pipeline: PredictPipeline, call: PredictCall) -> None:
+    """A settled call (an error, or a whole 200) written as one answer, then reported."""
     await send(
         {"type": "http.response.start", "status": call.status, "headers": pipeline.head(call)}
     )
@@ -224,12 +224,12 @@ class StreamEndpoint:
             call, lambda: read_body(receive, headers, pipeline.limits.max_body_bytes)
         )
         if stream is None:
-            await answer_error(send, pipeline, call)
+            await answer_settled(send, pipeline, call)
             return
         session = self.session(stream, receive, call)
         chunk = await first_chunk(session, pipeline)
         if chunk is None:
-            await answer_error(send, pipeline, call)
+            await answer_settled(send, pipeline, call)
             return
         call.media = media
         sse = media == SSE_MEDIA
