@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from modelserve.config import JobsConfig
 from modelserve.errors import DatabaseUnavailableError
+from modelserve.jobs.periodic import Periodic
 from modelserve.jobs.sql_queue import SqlJobQueue
 from modelserve.jobs.work import ChunkPublisher, ChunkTask, Dispatch
 
@@ -51,9 +52,13 @@ class OutboxRelay:
         self._queue = queue
         self._publisher = publisher
         self._config = config
-        self._wakeup = wakeup or asyncio.Event()
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "modelserve-jobs-outbox",
+            self._pass,
+            config.outbox_interval_s,
+            wakeup=wakeup or asyncio.Event(),
+        )
         self._on_depth = on_depth
         self._sampled_at = 0.0
         # Whether the broker refused the last sweep: an outage is logged when it starts and
@@ -62,18 +67,11 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Sweep now and then every `outbox_interval_s`, or when woken (a submit here)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run_forever(), name="modelserve-jobs-outbox"
-            )
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop sweeping (a publish in flight finishes in its thread; it is marked next time)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def sweep(self) -> int:
         """Publish every waiting chunk that has no message; how many were published. Raises
@@ -93,29 +91,26 @@ class OutboxRelay:
             if len(chunks) < self._batch:
                 return sent
 
-    async def _run_forever(self) -> None:
-        while True:
-            self._wakeup.clear()
-            try:
-                sent = await self.sweep()
-            except DatabaseUnavailableError:
-                logger.warning("jobs outbox: the database is unavailable; trying again shortly")
-            except Exception as exc:
-                if not self.failing:
-                    logger.warning(
-                        "jobs outbox: the broker refused chunks (%s); they stay queued and are"
-                        " published when it is back",
-                        _describe(exc),
-                    )
-                self.failing = True
-            else:
-                if self.failing:
-                    logger.info("jobs outbox: the broker is back; %d chunks published", sent)
-                self.failing = False
-            with contextlib.suppress(Exception):  # a metric must never stop the relay
-                await self._sample_depth()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._config.outbox_interval_s)
+    async def _pass(self) -> None:
+        """One sweep, logging a broker outage when it starts and when it ends."""
+        try:
+            sent = await self.sweep()
+        except DatabaseUnavailableError:
+            logger.warning("jobs outbox: the database is unavailable; trying again shortly")
+        except Exception as exc:
+            if not self.failing:
+                logger.warning(
+                    "jobs outbox: the broker refused chunks (%s); they stay queued and are"
+                    " published when it is back",
+                    _describe(exc),
+                )
+            self.failing = True
+        else:
+            if self.failing:
+                logger.info("jobs outbox: the broker is back; %d chunks published", sent)
+            self.failing = False
+        with contextlib.suppress(Exception):  # a metric must never stop the relay
+            await self._sample_depth()
 
     async def _sample_depth(self) -> None:
         if self._on_depth is None or time.monotonic() - self._sampled_at < DEPTH_SAMPLE_S:
