@@ -96,3 +96,85 @@ def test_others_jobs_do_not_exist(fresh: ConsoleClient) -> None:
     fresh.client.cookies.clear()
     fresh.signed_in("admin")
     assert fresh.client.get(f"/console/jobs/{job_id}").status_code == 200
+
+
+def make_schedule(console: ConsoleClient, headers: dict[str, str]) -> str:
+    """A nightly schedule on `scaler` over a small upload; its id."""
+    created = console.client.post("/v1/uploads", headers=headers)
+    upload_id = created.json()["id"]
+    data = orjson.dumps(ROWS[0]) + b"\n"
+    console.client.put(
+        f"/v1/uploads/{upload_id}",
+        params={"offset": 0},
+        content=data,
+        headers={"content-type": "application/octet-stream", **headers},
+    )
+    assert (
+        console.client.post(f"/v1/uploads/{upload_id}/complete", headers=headers).status_code == 200
+    )
+    body = {
+        "name": "nightly-scale",
+        "cron": "0 3 * * *",
+        "job": {"model": "scaler", "input": {"upload_id": upload_id}, "format": "jsonl"},
+    }
+    response = console.client.post("/v1/schedules", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    schedule_id: str = response.json()["id"]
+    return schedule_id
+
+
+def test_schedules_are_listed_paused_resumed_and_deleted(fresh: ConsoleClient) -> None:
+    owner = fresh.signed_in()
+    headers = api_token(fresh, owner)
+    schedule_id = make_schedule(fresh, headers)
+    url = f"/v1/schedules/{schedule_id}"
+    listing = fresh.client.get("/console/schedules")
+    assert listing.status_code == 200
+    assert "nightly-scale" in listing.text and "0 3 * * *" in listing.text
+    token = csrf_of(listing.text)
+
+    paused = fresh.client.post(
+        f"/console/schedules/{schedule_id}/pause",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
+    assert paused.status_code == 303
+    assert fresh.client.get(url, headers=headers).json()["state"] == "paused"
+    assert "Schedule paused" in fresh.client.get(paused.headers["location"]).text
+    resumed = fresh.client.post(
+        f"/console/schedules/{schedule_id}/resume", data={"csrf_token": token}
+    )
+    assert "Schedule resumed" in resumed.text
+    assert fresh.client.get(url, headers=headers).json()["next_run_at"] is not None
+
+    confirm = fresh.client.get(f"/console/schedules/{schedule_id}/delete")
+    assert confirm.status_code == 200 and "nightly-scale" in confirm.text
+    # Without the CSRF token nothing is deleted.
+    assert fresh.client.post(f"/console/schedules/{schedule_id}/delete").status_code == 403
+    assert fresh.client.get(url, headers=headers).status_code == 200
+    deleted = fresh.client.post(
+        f"/console/schedules/{schedule_id}/delete", data={"csrf_token": token}
+    )
+    assert "Schedule deleted" in deleted.text
+    assert fresh.client.get(url, headers=headers).status_code == 404
+    fresh.drain_audit()
+    events = fresh.client.get("/v1/audit", headers=headers).json()["data"]
+    assert {"schedule.paused", "schedule.resumed", "schedule.deleted"} <= {
+        e["event"] for e in events if e["target_id"] == schedule_id
+    }
+
+
+def test_others_schedules_do_not_exist(fresh: ConsoleClient) -> None:
+    owner = fresh.new_user()
+    schedule_id = make_schedule(fresh, api_token(fresh, owner))
+    fresh.signed_in()
+    assert schedule_id not in fresh.client.get("/console/schedules").text
+    assert fresh.client.get(f"/console/schedules/{schedule_id}/delete").status_code == 404
+    token = fresh.csrf()
+    refused = fresh.client.post(
+        f"/console/schedules/{schedule_id}/pause", data={"csrf_token": token}
+    )
+    assert refused.status_code == 404
+    fresh.client.cookies.clear()
+    fresh.signed_in("admin")
+    assert schedule_id[:12] in fresh.client.get("/console/schedules").text

@@ -16,7 +16,17 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from modelserve.config import Settings
-from modelserve.console import audit, jobs, keys, models, overview, playground, signin, users
+from modelserve.console import (
+    audit,
+    jobs,
+    keys,
+    models,
+    overview,
+    playground,
+    schedules,
+    signin,
+    users,
+)
 from modelserve.console.live import LiveStats
 from modelserve.console.pipeline import Console, ConsoleNotFoundError, Visit, page
 from modelserve.console.rendering import build_environment
@@ -81,6 +91,11 @@ def routes(mount: str = MOUNT) -> list[Route]:
         ("/jobs/{job_id}/cancel", page(jobs.cancel_job), ["POST"]),
         ("/jobs/{job_id}/retry", page(jobs.retry_job), ["POST"]),
         ("/jobs/{job_id}/results", page(jobs.download), ["GET"]),
+        ("/schedules", page(schedules.schedules_page), ["GET"]),
+        ("/schedules/{schedule_id}/pause", page(schedules.pause), ["POST"]),
+        ("/schedules/{schedule_id}/resume", page(schedules.resume), ["POST"]),
+        ("/schedules/{schedule_id}/delete", page(schedules.confirm_delete), ["GET"]),
+        ("/schedules/{schedule_id}/delete", page(schedules.delete), ["POST"]),
         # Anything else under the mount: the console's own 404 page, after the sign-in check.
         ("/{rest:path}", page(_missing), ["GET", "POST"]),
     ]
