@@ -77,3 +77,24 @@ def test_the_purge_route_is_documented(api: AuthClient) -> None:
     route = schema["paths"]["/v1/models/{name}/cache"]["delete"]
     assert set(route["responses"]) >= {"200", "401", "403", "404", "503"}
     assert route["summary"] == "Drop a model's cached answers"
+
+
+def test_the_prediction_log_and_stats_mark_cached_answers(tmp_path: Path) -> None:
+    from modelserve import Settings
+    from modelserve.config import AuthConfig, ObservabilityConfig
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        data_dir=tmp_path,
+        auth=AuthConfig(enabled=False),
+        observability=ObservabilityConfig(predlog_sample_rate=1.0, access_log=False),
+    )
+    app = create_app(settings, [Doubler])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for x in (1, 1, 1, 2):
+            client.post(PREDICT, json={"x": x})
+        client.portal.call(app.state.observability.predlog.flush)  # type: ignore[union-attr]
+        report = client.get("/v1/models/doubler/stats", params={"window": "15m"}).json()
+    (version,) = report["versions"]
+    assert version["sampled"] == 4
+    assert version["cache_hit_rate"] == 0.5  # two hits of four answers

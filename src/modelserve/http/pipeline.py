@@ -498,6 +498,7 @@ class PredictPipeline:
                 body=raw_summary(call.body) if call.raw else call.body,
                 output=call.payload if status == 200 else None,
                 error_code=call.error_code,
+                cached=call.cached,
             )
         if self.observers:
             record = RequestRecord(

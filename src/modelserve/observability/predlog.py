@@ -54,6 +54,8 @@ class PredictionEntry:
     error_code: str | None
     body: bytes | None
     output: bytes | None
+    # How the prediction cache answered ("hit", ...); None when the model is not cached.
+    cached: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The column values of its row."""
@@ -69,6 +71,7 @@ class PredictionEntry:
             "error_code": self.error_code,
             "input_json": _text(self.body),
             "output_json": _text(self.output),
+            "cached": self.cached,
         }
 
 
@@ -123,8 +126,11 @@ class PredictionLog:
         body: bytes | None,
         output: bytes | None,
         error_code: str | None = None,
+        cached: str | None = None,
     ) -> None:
-        """Queue one sampled request; never blocks and never raises on a full queue."""
+        """Queue one sampled request; never blocks and never raises on a full queue.
+
+        `cached` says how the prediction cache answered (None: the model is not cached)."""
         if len(self._queue) >= self._limit:
             self.dropped += 1
             if self._dropped is not None:
@@ -145,6 +151,7 @@ class PredictionLog:
                 error_code=error_code,
                 body=body if answered and body is not None and len(body) <= limit else None,
                 output=output if answered and output is not None and len(output) <= limit else None,
+                cached=cached,
             )
         )
         if len(self._queue) >= WRITE_BATCH:

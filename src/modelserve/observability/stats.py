@@ -92,9 +92,20 @@ def version_stats(rows: Sequence[LoggedPrediction], window_s: float) -> list[Ver
                 latency=LatencyPublic(p50_ms=p50, p90_ms=p90, p99_ms=p99),
                 error_rate=float(weights[failed].sum() / total),
                 server_error_rate=float(weights[status >= 500].sum() / total),
+                cache_hit_rate=_hit_rate(group, weights),
             )
         )
     return result
+
+
+def _hit_rate(group: Sequence[LoggedPrediction], weights: np.ndarray) -> float | None:
+    """The share of a cached model's answered rows that came from the prediction cache;
+    None when no row went through the cache (an uncached model, or rows older than it)."""
+    through = np.array([r.cached is not None for r in group])
+    if not through.any():
+        return None
+    hits = np.array([r.cached == "hit" for r in group])
+    return float(weights[hits].sum() / weights[through].sum())
 
 
 # -- drift ----------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ class VersionStatsPublic(BaseModel):
     latency: LatencyPublic
     error_rate: float  # share of non-2xx answers
     server_error_rate: float  # share of 5xx answers
+    # Share of the cached model's logged answers served from the prediction cache (hits, not
+    # shared or bypassed); None for a model that is not cached (docs/cache.md).
+    cache_hit_rate: float | None = None
 
 
 class FieldDriftPublic(BaseModel):

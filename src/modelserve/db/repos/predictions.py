@@ -26,6 +26,7 @@ ENTRY_FIELDS = frozenset(
         "error_code",
         "input_json",
         "output_json",
+        "cached",
     }
 )
 
@@ -41,6 +42,8 @@ class LoggedPrediction:
     sample_rate: float
     input_json: str | None
     output_json: str | None
+    # How the prediction cache answered; None for a model that is not cached.
+    cached: str | None = None
 
 
 async def add_predictions(*, session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
@@ -73,6 +76,7 @@ async def list_predictions(
             PredictionLogRow.sample_rate,
             PredictionLogRow.input_json,
             PredictionLogRow.output_json,
+            PredictionLogRow.cached,
         )
         .where(
             PredictionLogRow.model == model,
@@ -92,6 +96,7 @@ async def list_predictions(
             sample_rate=r.sample_rate,
             input_json=r.input_json,
             output_json=r.output_json,
+            cached=r.cached,
         )
         for r in rows
     ]

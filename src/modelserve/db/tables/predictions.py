@@ -43,3 +43,6 @@ class PredictionLogRow(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     input_json: Mapped[str | None] = mapped_column(Text)
     output_json: Mapped[str | None] = mapped_column(Text)
+    # How the prediction cache answered ("hit", "miss", "shared", "bypass"); None when the
+    # model is not cached (docs/cache.md).
+    cached: Mapped[str | None] = mapped_column(String(8))
