@@ -19,6 +19,7 @@ from modelserve.http.docs_pages import build_docs_router
 from modelserve.http.errors import install_error_handlers
 from modelserve.http.middleware import RequestContextMiddleware
 from modelserve.http.openai import OpenAIEndpoint, match_openai
+from modelserve.http.openai_docs import build_openai_router
 from modelserve.http.predict import Match, PredictEndpoint, Responder, match
 from modelserve.http.predict_docs import build_model_docs_router
 from modelserve.http.registry_routes import UPLOADS_PATH
@@ -209,6 +210,7 @@ def build_app(
         graceful_timeout_s=settings.server.graceful_timeout_s,
     )
     app.openai_endpoint = OpenAIEndpoint(endpoint.pipeline, app.stream_endpoint, guard)
+    app.include_router(build_openai_router(app.openai_endpoint))
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))
