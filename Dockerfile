@@ -6,7 +6,8 @@
 #   docker run -p 8000:8000 -v modelserve-data:/data modelserve:cpu
 #
 # Two stages: the build stage has compilers and pip's caches, the runtime stage only the venv.
-# Every Python package comes from requirements/lock.txt with its hash checked. The runtime runs
+# Every Python package comes from requirements/runtime.txt (the lock's pins without the development
+# tools) with its hash checked. The runtime runs
 # as an unprivileged user and writes only to /data (a volume) and /tmp, so it runs with a
 # read-only root filesystem (mount a tmpfs or emptyDir on /tmp).
 
@@ -22,7 +23,7 @@ ENV VIRTUAL_ENV=/opt/modelserve \
 RUN python -m venv "$VIRTUAL_ENV"
 ENV PATH="$VIRTUAL_ENV/bin:$PATH"
 WORKDIR /src
-COPY requirements/lock.txt requirements/lock.txt
+COPY requirements/runtime.txt requirements/runtime.txt
 COPY deploy/docker/install-deps.sh deploy/docker/torch-gpu.txt deploy/docker/
 RUN --mount=type=bind,source=deploy/docker/wheels,target=/wheels \
     sh deploy/docker/install-deps.sh "$VARIANT"

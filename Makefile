@@ -10,6 +10,12 @@ LOCK := requirements/lock.txt
 PIP_TOOLS := pip-tools==7.7.0
 LOCK_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra dev \
 	--build-deps-for editable --no-emit-find-links --no-emit-index-url --strip-extras
+# The container image's lock: the same pins (the lock is its constraint) without the
+# development tools; the package is built there as a wheel.
+RUNTIME_LOCK := requirements/runtime.txt
+RUNTIME_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra celery --extra parquet \
+	--extra sentry --extra eddsa --build-deps-for wheel --no-emit-find-links --no-emit-index-url \
+	--strip-extras -c $(LOCK)
 
 .PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke bench-jobs clean \
 	cluster deploy-check deploy-tools deploy-debs
@@ -52,6 +58,7 @@ lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install -q $(PIP_TOOLS)
 	.venv-lock/bin/pip-compile -q $(LOCK_FLAGS) -o $(LOCK) pyproject.toml
+	.venv-lock/bin/pip-compile -q $(RUNTIME_FLAGS) -o $(RUNTIME_LOCK) pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench deploy

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Installs requirements/lock.txt into the image's venv, every file checked against the lock's
-# hash, with no dependency resolution (as `make install` does). torch goes on its own:
+# Installs requirements/runtime.txt (the lock's pins without the development tools) into the
+# image's venv, every file checked against its hash, with no dependency resolution (as
+# `make install` does with the full lock). torch goes on its own:
 #   cpu: the lock's own torch==2.13.0+cpu (the same hash) from /wheels when a copy is there
 #        (deploy/docker/wheels/README.md), else from the PyTorch CPU index and nowhere else;
 #   gpu: deploy/docker/torch-gpu.txt instead (PyPI's CUDA build of the same release, hashed).
 set -eu
 variant="${1:-cpu}"
-python - requirements/lock.txt /tmp/lock-without-torch.txt /tmp/torch-cpu.txt <<'PY'
+python - requirements/runtime.txt /tmp/lock-without-torch.txt /tmp/torch-cpu.txt <<'PY'
 import sys
 
 source, rest, torch = sys.argv[1:]
