@@ -42,6 +42,7 @@ class ServiceCodec:
 
     def __init__(self, spec: ServiceSpec, *, max_batch_inputs: int) -> None:
         self.name = spec.name
+        self.spec = spec  # for protocols' own mappings of the version's types (http/wire.py)
         self.max_inputs = min(max_batch_inputs, spec.batching.max_queue)
         self._validate_one = spec.wire_input_type.model_validate_json
         batch_model: type[BaseModel] = create_model(

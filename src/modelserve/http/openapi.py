@@ -162,7 +162,10 @@ def _add_route_errors(
                     },
                 )
             invalid = responses.get("422")
-            if invalid is not None:
+            # FastAPI's own validation error only: a route that documents its 422 keeps it.
+            if invalid is not None and _referenced(
+                invalid, "#/components/schemas/HTTPValidationError"
+            ):
                 invalid["content"] = {"application/json": {"schema": dict(error_ref)}}
     for unused in ("HTTPValidationError", "ValidationError"):
         if not _referenced(document, f"#/components/schemas/{unused}"):

@@ -71,7 +71,9 @@ class ShadowMirror:
         try:
             engine = mirror.require_ready()
             codec = self._codecs.get(mirror)
-            if call.is_batch:
+            if call.wire is not None:  # a protocol's body (V2): its mapping, for this version
+                shadow_results = await engine.submit_many(call.wire.parse(call, codec))
+            elif call.is_batch:
                 shadow_results = await engine.submit_many(codec.parse_batch(call.body))
             elif call.raw:
                 shadow_results = [await engine.submit(codec.parse_raw(call.body))]
