@@ -150,12 +150,26 @@ async def test_an_answer_computed_across_a_purge_is_not_stored() -> None:
         assert (await h.predict("slow-doubler", {"x": 8})).cache == "miss"
 
 
-async def test_batches_go_to_the_model_and_leave_the_cache_alone() -> None:
+async def test_batch_items_are_looked_up_one_by_one() -> None:
     async with harness(Doubler) as h:
-        batch = await h.predict("doubler", {"inputs": [{"x": 1}, {"x": 1}]}, batch=True)
         one = await h.predict("doubler", {"x": 1})
-    assert batch.status == 200 and batch.cache is None
+        mixed = await h.predict(
+            "doubler", {"inputs": [{"x": 1}, {"x": 2}, {"x": 13}, {"x": 2.0}]}, batch=True
+        )
+        again = await h.predict("doubler", {"inputs": [{"x": 2}, {"x": 1}]}, batch=True)
+        single = await h.predict("doubler", {"x": 2})
+        rejected = await h.predict("doubler", {"inputs": [{"x": 13}]}, batch=True)
     assert one.cache == "miss"
+    assert (mixed.status, mixed.cache) == (200, "partial")
+    assert mixed.json() == {
+        "outputs": [{"y": 2.0}, {"y": 4.0}, None, {"y": 4.0}],
+        "errors": [{"index": 2, "code": "item_rejected", "message": "unlucky", "details": None}],
+    }
+    assert (again.cache, again.json()["outputs"]) == ("hit", [{"y": 4.0}, {"y": 2.0}])
+    assert single.cache == "hit"  # stored by the batch, found by a one-input request
+    assert (rejected.cache, rejected.json()["errors"][0]["index"]) == ("miss", 0)
+    # The batch's misses went to the model together; hits and the rejection never again.
+    assert CALLS.items == [1.0, 2.0, 13.0, 2.0, 13.0]
 
 
 async def test_a_hit_on_the_fast_path_is_answered_before_serve_now_returns() -> None:

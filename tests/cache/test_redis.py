@@ -151,3 +151,11 @@ async def test_a_purge_while_redis_is_down_is_a_503_naming_no_secret() -> None:
     finally:
         await cache.close()
     assert "hunter2" not in str(raised.value) and "hunter2" not in repr(raised.value.details)
+
+
+async def test_with_redis_batches_go_to_the_model(redis_url: str) -> None:
+    cache, _ = redis_cache(redis_url)
+    async with harness(Doubler, cache=cache) as h:
+        batches = [await h.predict("doubler", {"inputs": [{"x": 9}]}, batch=True) for _ in range(2)]
+    assert [(b.status, b.cache) for b in batches] == [(200, None), (200, None)]
+    assert CALLS.items == [9.0, 9.0]

@@ -11,12 +11,13 @@ This package knows nothing of HTTP: the pipeline gives it a way to compute (subm
 engine) and to encode (the version's codec), and gets back futures of `Answer`s.
 """
 
-from modelserve.cache.answers import Answer, CacheObserver, Outcome
+from modelserve.cache.answers import Answer, Answers, CacheObserver, Outcome
 from modelserve.cache.core import PredictionCache, VersionCache
 from modelserve.service.caching import CachePolicy, cache_policy
 
 __all__ = [
     "Answer",
+    "Answers",
     "CacheObserver",
     "CachePolicy",
     "Outcome",

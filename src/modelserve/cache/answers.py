@@ -43,6 +43,13 @@ class Answer:
         return len(self.payload)
 
 
+class Answers(list[Any]):
+    """A batch request's answers, item by item: an `Answer` each, or the exception that
+    rejected that item (`ItemRejectedError`), never stored."""
+
+    __slots__ = ()
+
+
 class CacheObserver(Protocol):
     """Whom the cache tells about lookups, evictions, its size and Redis failures (metrics).
 

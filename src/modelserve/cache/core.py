@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from modelserve.cache.answers import Answer, CacheObserver, NullObserver, Outcome
+from modelserve.cache.answers import Answer, Answers, CacheObserver, NullObserver, Outcome
 from modelserve.cache.breaker import CircuitBreaker
 from modelserve.cache.flight import SingleFlight, follow
 from modelserve.cache.keys import canonical_input, entry_key, raw_input, served_version_id
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 Compute = Callable[[], "asyncio.Future[Any]"]
 """Submits the request's input to the version's engine; may raise (503 queue full)."""
+ComputeMany = Callable[[list[int]], "asyncio.Future[list[Any]]"]
+"""Submits the batch request's inputs at these indexes together; their results, in order (an
+output, or the exception that rejected that input)."""
 Encode = Callable[[Any], tuple[bytes, bool]]
 """One model output as the response body, and whether it held a non-finite number."""
 
@@ -124,6 +127,80 @@ class VersionCache:
                 lambda done: self._finish(key, done, encode, shared, outcome, generation)
             )
         return follow(shared, None)
+
+    @property
+    def caches_batches(self) -> bool:
+        """True when batch requests are looked up item by item (in-process only)."""
+        return self.memory is not None
+
+    def serve_many(
+        self, keys: list[bytes | None], *, read: bool, compute: ComputeMany, encode: Encode
+    ) -> asyncio.Future[Answers] | None:
+        """A batch request's answers, item by item: stored ones (hits), the others computed
+        in one engine submission and stored. Each result is an `Answer`, or the exception that
+        rejected its input (never stored). A `None` key is computed and not stored.
+
+        In-process only (None with Redis: the request then goes to the model as before), and
+        without single-flight: a batch's misses are one engine call already.
+        """
+        memory = self.memory
+        if memory is None:
+            return None
+        observer = self._cache.observer
+        results = Answers([None] * len(keys))
+        missing: list[int] = []
+        for index, key in enumerate(keys):
+            hit = memory.get(key) if read and key is not None else None
+            if hit is None:
+                missing.append(index)
+            else:
+                results[index] = hit
+                observer.on_lookup(self.name, "hit")
+        loop = asyncio.get_running_loop()
+        if not missing:
+            done: asyncio.Future[Answers] = loop.create_future()
+            done.set_result(results)
+            return done
+        engine = compute(missing)
+        outcome: Outcome = "miss" if read else "bypass"
+        for _ in missing:
+            observer.on_lookup(self.name, outcome)
+        generation = self._cache.generation(self.name)
+        answered: asyncio.Future[Answers] = loop.create_future()
+
+        def finish(done: asyncio.Future[list[Any]]) -> None:
+            if answered.done():
+                return
+            if done.cancelled():
+                answered.cancel()
+                return
+            error = done.exception()
+            if error is not None:  # the whole submission failed (deadline, 503)
+                answered.set_exception(error)
+                return
+            store = self._cache.generation(self.name) == generation
+            try:
+                for index, result in zip(missing, done.result(), strict=True):
+                    if isinstance(result, BaseException):
+                        results[index] = result
+                        continue
+                    payload, non_finite = encode(result)
+                    answer = results[index] = Answer(payload, non_finite, outcome, result)
+                    key = keys[index]
+                    if store and key is not None:
+                        memory.put(key, answer)
+            except Exception as exc:  # an output the codec cannot write: the request's 500
+                answered.set_exception(exc)
+                return
+            answered.set_result(results)
+
+        if engine.done():
+            finish(engine)
+        else:
+            engine.add_done_callback(finish)
+            # A client that goes away cancels the submission, as awaiting it would have.
+            answered.add_done_callback(lambda mine: engine.cancel() if mine.cancelled() else None)
+        return answered
 
     def _lookup_remote(
         self, key: bytes, compute: Compute, encode: Encode

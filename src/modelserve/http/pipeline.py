@@ -29,10 +29,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from modelserve.auth.guard import refuse_query_credentials
 from modelserve.batcher.engine import BatchEngine
-from modelserve.cache import Answer, PredictionCache
-from modelserve.errors import ModelserveError, UnsupportedMediaError
+from modelserve.cache import Answer, Answers, PredictionCache
+from modelserve.errors import ItemRejectedError, ModelserveError, UnsupportedMediaError
 from modelserve.http.codec import (
     NON_FINITE_HEADER,
     CodecCache,
@@ -70,7 +72,8 @@ ROUTE_PINNED_BATCH = "/v1/models/{name}/versions/{version}/predict/batch"
 # How a cached model's request was answered (docs/cache.md): hit, miss, shared or bypass.
 CACHE_HEADER = b"x-cache"
 _CACHE_HEADERS = {
-    outcome: (CACHE_HEADER, outcome.encode()) for outcome in ("hit", "miss", "shared", "bypass")
+    outcome: (CACHE_HEADER, outcome.encode())
+    for outcome in ("hit", "miss", "shared", "bypass", "partial")
 }
 
 
@@ -340,20 +343,19 @@ class PredictPipeline:
         stores. None for a version that is not cached: the pipeline submits as usual.
 
         Keyed by the version `admit` picked for this request, so a promotion, rollback or
-        canary change never answers from another version's entries (docs/cache.md). One-input
-        requests only: batch and protocol (`call.wire`) requests go to the model.
+        canary change never answers from another version's entries (docs/cache.md). A batch
+        request is looked up item by item (in-process only); protocol (`call.wire`) requests
+        go to the model.
         """
         deployed = call.deployed
         assert deployed is not None  # admitted
         version = self.cache.version(deployed)
-        if version is None or call.is_batch or call.wire is not None:
+        if version is None or call.wire is not None:
+            return None
+        if call.is_batch and not version.caches_batches:
             return None
         principal = call.principal
         tenant = None if principal is None else principal.owner_id or principal.subject
-        key = version.key(call.inputs, call.body if call.raw else None, tenant)
-        if key is None:
-            return None
-        call.reached = True  # the version answers, from its cache or its engine
         codec = call.codec
         assert codec is not None  # admitted
 
@@ -361,6 +363,26 @@ class PredictPipeline:
             payload, extra = codec.dump(result)
             return payload, NON_FINITE_HEADER in extra
 
+        if call.is_batch:
+            inputs: list[Any] = call.inputs
+            engine = call.engine
+            assert engine is not None  # admitted
+
+            def compute(indexes: list[int]) -> asyncio.Future[list[Any]]:
+                picked = [inputs[i] for i in indexes]
+                return asyncio.ensure_future(engine.submit_many(picked, call.trace))
+
+            call.reached = True
+            return version.serve_many(
+                [version.key(item, None, tenant) for item in inputs],
+                read=self._reads_cache(call),
+                compute=compute,
+                encode=encode,
+            )
+        key = version.key(call.inputs, call.body if call.raw else None, tenant)
+        if key is None:
+            return None
+        call.reached = True  # the version answers, from its cache or its engine
         return version.serve(
             key, read=self._reads_cache(call), compute=lambda: self.submit(call), encode=encode
         )
@@ -419,6 +441,17 @@ class PredictPipeline:
                 mirror = self.table.mirror(call.name)
                 if mirror is not None:
                     self.shadows.offer(call, result.result, mirror)
+            return
+        if type(result) is Answers:  # a batch's, item by item from the cache or the model
+            call.payload, non_finite, call.cached, outputs = _cached_batch(result)
+            call.extra = [codec.version_header, _CACHE_HEADERS[call.cached]]
+            if non_finite:
+                call.extra.append(NON_FINITE_HEADER)
+            call.status = 200
+            if call.version is None and outputs is not None:
+                mirror = self.table.mirror(call.name)
+                if mirror is not None:
+                    self.shadows.offer(call, outputs, mirror)
             return
         if call.wire is not None:
             call.payload, call.extra = call.wire.dump(call, codec, result)
@@ -514,6 +547,39 @@ class PredictPipeline:
                 trace.trace_id if trace is not None else None,
             )
             notify_observers(self.observers, record)
+
+
+def _cached_batch(results: Answers) -> tuple[bytes, bool, str, list[Any] | None]:
+    """A batch answer from the cache's items, in `ServiceCodec.dump_batch`'s shape: the body,
+    whether an output held a non-finite number, the outcome (`hit` or `miss` for all items,
+    else `partial`) and, when no item was a hit, the outputs for a shadow copy."""
+    parts: list[bytes] = []
+    errors: list[dict[str, Any]] = []
+    non_finite = False
+    outcomes: set[str] = set()
+    for index, result in enumerate(results):
+        if isinstance(result, Answer):
+            parts.append(result.payload)
+            non_finite = non_finite or result.non_finite
+            outcomes.add(result.outcome)
+        elif isinstance(result, ItemRejectedError):
+            parts.append(b"null")
+            errors.append(
+                {
+                    "index": index,
+                    "code": result.code,
+                    "message": result.message,
+                    "details": result.details,
+                }
+            )
+        else:  # submit_many answers outputs or rejections only
+            raise TypeError(f"unexpected batch item result {type(result).__name__}")
+    payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
+    outcome = outcomes.pop() if len(outcomes) == 1 else "partial" if outcomes else "miss"
+    outputs = None
+    if "hit" not in outcomes:
+        outputs = [r.result if isinstance(r, Answer) else r for r in results]
+    return payload, non_finite, outcome, outputs
 
 
 def route_template(version: str | None, is_batch: bool) -> str:
