@@ -452,6 +452,17 @@ class CacheConfig(BaseModel):
     # from it as usual). `admin` holds every scope.
     bypass_scope: str = Field("registry:write", min_length=1, max_length=64)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        # Refused at startup rather than counted as Redis errors on every request; the message
+        # names the scheme only, never the URL (it may hold a password).
+        if url is not None:
+            scheme = url.get_secret_value().partition("://")[0].lower()
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("cache.redis_url must start with redis://, rediss:// or unix://")
+        return url
+
 
 class Settings(BaseSettings):
     """All of modelserve's settings. Build once; pass down."""

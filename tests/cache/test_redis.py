@@ -159,3 +159,12 @@ async def test_with_redis_batches_go_to_the_model(redis_url: str) -> None:
         batches = [await h.predict("doubler", {"inputs": [{"x": 9}]}, batch=True) for _ in range(2)]
     assert [(b.status, b.cache) for b in batches] == [(200, None), (200, None)]
     assert CALLS.items == [9.0, 9.0]
+
+
+def test_a_redis_url_that_is_not_one_is_refused_without_showing_it() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as raised:
+        CacheConfig(redis_url=SecretStr("http://:hunter2@cache:6379"))
+    assert "hunter2" not in str(raised.value)
+    assert CacheConfig(redis_url=SecretStr("rediss://:p@cache:6380/2")).redis_url is not None
