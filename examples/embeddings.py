@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from modelserve import Service, batching
+from modelserve.protocols.v2 import tensors
 
 # Set before sentence-transformers / huggingface_hub are imported (they read it at import):
 # the bundled files are complete, and a server must never stall on a network call at start.
@@ -75,6 +76,9 @@ class MiniLM(Service[Text, Embedding]):
     # The model alone runs ~5x more texts per second at batch 64 than at batch 1; 5 ms of
     # waiting is small next to a forward pass and lets concurrent requests share one.
     batching = batching(max_batch_size=64, max_wait_ms=5)
+    # Over the Open Inference Protocol V2 the vector is FP32, as the model computes it (half
+    # the bytes of the FP64 a `float` field would get): [N, 384] per request.
+    v2 = tensors(embedding="FP32")
 
     def setup(self, device: str) -> None:
         import torch

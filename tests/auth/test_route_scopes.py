@@ -45,7 +45,14 @@ def test_only_login_refresh_and_health_probes_are_public(lite: AuthClient) -> No
         for path, route, extra in api_routes(lite.app)
         if "public" in route_scopes(route, extra)
     }
-    assert public == {"/v1/auth/token", "/v1/auth/refresh", "/livez", "/readyz"}
+    assert public == {
+        "/v1/auth/token",
+        "/v1/auth/refresh",
+        "/livez",
+        "/readyz",
+        "/v2/health/live",
+        "/v2/health/ready",
+    }
 
 
 def test_openapi_documents_the_security_schemes(lite: AuthClient) -> None:

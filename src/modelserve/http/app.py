@@ -25,6 +25,8 @@ from modelserve.http.predict_docs import build_model_docs_router
 from modelserve.http.registry_routes import UPLOADS_PATH
 from modelserve.http.routes import build_router
 from modelserve.http.streaming import StreamEndpoint, stream_media
+from modelserve.http.v2 import InferMatch, V2Endpoint, build_v2_router
+from modelserve.http.v2 import match as match_v2
 from modelserve.observability import tracing
 from modelserve.runtime.heap import HeapFreezer
 from modelserve.runtime.manager import (
@@ -54,6 +56,8 @@ class ModelserveApp(FastAPI):
     """FastAPI with the predict fast path in front of Starlette's routing and middleware."""
 
     predict_endpoint: PredictEndpoint
+    # The Open Inference Protocol V2's infer route, dispatched before FastAPI too.
+    v2_endpoint: V2Endpoint
     stream_endpoint: StreamEndpoint
     openai_endpoint: OpenAIEndpoint
     # Wrappers that must see predict requests too (CORS), around `dispatch`; None: none.
@@ -62,20 +66,26 @@ class ModelserveApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await (self.entry or self.dispatch)(scope, receive, send)
 
-    def wants_now(self, scope: Scope) -> Match | None:
+    def wants_now(self, scope: Scope) -> Match | InferMatch | None:
         """The predict route modelserve's HTTP protocol may hold this request for until its
         body is complete and then hand to `serve_now` (a one-input predict, nothing wrapping
         the fast path, tracing off); None for the ASGI path."""
         if self.entry is not None or tracing.enabled or scope["method"] != "POST":
             return None
         found = match(scope["path"])
-        if found is None or found[2] or stream_media(scope["headers"], scope["query_string"]):
+        if found is None:
+            return match_v2(scope["path"])  # a V2 infer request, whatever its rows
+        if found[2] or stream_media(scope["headers"], scope["query_string"]):
             return None
         return found
 
-    def serve_now(self, scope: Scope, route: Match, body: bytes, respond: Responder) -> bool:
+    def serve_now(
+        self, scope: Scope, route: Match | InferMatch, body: bytes, respond: Responder
+    ) -> bool:
         """Serve a request on the route `wants_now` gave, without an ASGI task (see
         `PredictEndpoint.serve_now`); False when it needs the ASGI path after all."""
+        if isinstance(route, InferMatch):
+            return self.v2_endpoint.serve_now(route.name, route.version, scope, body, respond)
         name, version, _ = route
         return self.predict_endpoint.serve_now(name, version, scope, body, respond)
 
@@ -90,6 +100,10 @@ class ModelserveApp(FastAPI):
                     await self.stream_endpoint(scope, receive, send, name, version, media)
                     return
                 await self.predict_endpoint(scope, receive, send, *found)
+                return
+            v2 = match_v2(scope["path"])
+            if v2 is not None:
+                await self.v2_endpoint(scope, receive, send, *v2)
                 return
         if scope["type"] == "http":
             kind = match_openai(scope["method"], scope["path"])
@@ -214,6 +228,8 @@ def build_app(
     install_error_handlers(app)
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))
+    app.v2_endpoint = V2Endpoint(endpoint)
+    app.include_router(build_v2_router(runtime, endpoint, app.v2_endpoint, version=app.version))
     if docs:
         app.include_router(build_docs_router(title=app.title, openapi_url="/openapi.json"))
     app.add_middleware(

@@ -110,6 +110,7 @@ class PredictCall:
         "trace",
         "version",
         "wire",
+        "wire_state",
     )
 
     def __init__(
@@ -134,6 +135,8 @@ class PredictCall:
         self.route = route  # the route template observers and spans see
         # A protocol's body mapping (V2, OpenAI); None for modelserve's own JSON.
         self.wire = wire
+        # What the wire format keeps between `parse` and `dump` (V2: the outputs asked for).
+        self.wire_state: Any = None
         self.started = time.perf_counter()
         self.principal: Principal | None = None
         self.body = b""
@@ -402,12 +405,15 @@ class PredictPipeline:
         """Queue the inputs on the version's engine (503 with Retry-After when it is full).
 
         One input is a plain future, already done when an inline model answered at once; a
-        batch request's items share a deadline and come back together (a task).
+        batch request's items share a deadline and come back together (a task). A batch of
+        one row (most V2 requests) takes the one-input path, its answer a list of one.
         """
         engine = call.engine
         assert engine is not None  # admitted
         call.reached = True
         if call.is_batch:
+            if len(call.inputs) == 1:
+                return _as_list(engine.enqueue(call.inputs[0], call.trace))
             return asyncio.ensure_future(engine.submit_many(call.inputs, call.trace))
         return engine.enqueue(call.inputs, call.trace)
 
@@ -547,6 +553,38 @@ class PredictPipeline:
                 trace.trace_id if trace is not None else None,
             )
             notify_observers(self.observers, record)
+
+
+def _as_list(future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """One input's future as a batch's (`BatchEngine.submit_many`'s answer for one item): its
+    output, or the ItemRejectedError the model returned for it, in a list; other errors as
+    they are. Without a task, so an inline model's answer is still ready at once."""
+    listed: asyncio.Future[Any] = future.get_loop().create_future()
+
+    def copy(done: asyncio.Future[Any]) -> None:
+        if listed.done():
+            return
+        if done.cancelled():
+            listed.cancel()
+            return
+        exc = done.exception()
+        if exc is None:
+            listed.set_result([done.result()])
+        elif isinstance(exc, ItemRejectedError):
+            listed.set_result([exc])
+        else:
+            listed.set_exception(exc)
+
+    def forward_cancel(outer: asyncio.Future[Any]) -> None:
+        if outer.cancelled():  # as awaiting the input's own future would have
+            future.cancel()
+
+    if future.done():
+        copy(future)
+    else:
+        future.add_done_callback(copy)
+        listed.add_done_callback(forward_cancel)
+    return listed
 
 
 def _cached_batch(results: Answers) -> tuple[bytes, bool, str, list[Any] | None]:

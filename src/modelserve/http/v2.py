@@ -15,10 +15,11 @@ The read routes (server and model metadata, health, readiness) are FastAPI route
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Body, Request
@@ -45,7 +46,7 @@ from modelserve.http.context import (
 from modelserve.http.deps import PREDICT_GUARDED, PUBLIC, Authenticated
 from modelserve.http.errors import render_error
 from modelserve.http.pipeline import PredictCall, PredictPipeline
-from modelserve.http.predict import PredictEndpoint
+from modelserve.http.predict import PredictEndpoint, Responder
 from modelserve.http.predict_docs import PredictRoute
 from modelserve.http.wire import WireFormat
 from modelserve.protocols.v2 import (
@@ -73,15 +74,22 @@ READY_RETRY_AFTER_S = "1"
 QUOTED_PROBLEMS = 3
 
 
-def match(path: str) -> tuple[str, str | None] | None:
-    """(model name, pinned version or None) for a V2 infer path, else None."""
+class InferMatch(NamedTuple):
+    """A V2 infer path: the model, and the version it pins (None: the traffic policy's)."""
+
+    name: str
+    version: str | None
+
+
+def match(path: str) -> InferMatch | None:
+    """The model and pinned version of a V2 infer path, else None."""
     if not path.startswith(PREFIX) or not path.endswith("/infer"):
         return None
     parts = path[len(PREFIX) :].split("/")
     if len(parts) == 2 and parts[0]:
-        return parts[0], None
+        return InferMatch(parts[0], None)
     if len(parts) == 4 and parts[0] and parts[1] == "versions" and parts[2]:
-        return parts[0], parts[2]
+        return InferMatch(parts[0], parts[2])
     return None
 
 
@@ -202,21 +210,25 @@ class V2Endpoint:
         self.pipeline: PredictPipeline = endpoint.pipeline
         self.wire = V2Wire()
 
+    def open(self, scope: Scope, name: str, version: str | None) -> PredictCall:
+        """The pipeline's call of one infer request: a batch call with the V2 wire format."""
+        return self.pipeline.open(
+            name,
+            version,
+            True,
+            scope["headers"],
+            scope["query_string"],
+            wire=self.wire,
+            route=ROUTE_INFER if version is None else ROUTE_INFER_PINNED,
+        )
+
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
         """Answer one infer request (the steps awaited, the answer as two messages)."""
         pipeline = self.pipeline
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        call = pipeline.open(
-            name,
-            version,
-            True,
-            headers,
-            scope["query_string"],
-            wire=self.wire,
-            route=ROUTE_INFER if version is None else ROUTE_INFER_PINNED,
-        )
+        call = self.open(scope, name, version)
         scope[REQUEST_ID_KEY] = call.request_id
         await pipeline.run(
             call, lambda: read_body(receive, headers, pipeline.limits.max_body_bytes)
@@ -227,6 +239,35 @@ class V2Endpoint:
             {"type": "http.response.start", "status": call.status, "headers": pipeline.head(call)}
         )
         await send({"type": "http.response.body", "body": call.payload})
+        pipeline.report(call)
+
+    def serve_now(
+        self, name: str, version: str | None, scope: Scope, body: bytes, respond: Responder
+    ) -> bool:
+        """The HTTP protocol's task-free path, as `PredictEndpoint.serve_now` (which see):
+        the same steps without a coroutine; False, having answered nothing, when the
+        credential needs a lookup."""
+        pipeline = self.pipeline
+        call = self.open(scope, name, version)
+        try:
+            if not pipeline.authenticate(call):
+                return False
+            future = pipeline.prepare(call, body)
+        except Exception as exc:
+            pipeline.fail(call, exc)
+            respond(call.status, pipeline.head(call), call.payload)
+            pipeline.report(call)
+            return True
+        if future.done():
+            self._settle(call, respond, future)
+        else:
+            future.add_done_callback(lambda done: self._settle(call, respond, done))
+        return True
+
+    def _settle(self, call: PredictCall, respond: Responder, future: asyncio.Future[Any]) -> None:
+        pipeline = self.pipeline
+        pipeline.settle(call, future)
+        respond(call.status, pipeline.head(call), call.payload)
         pipeline.report(call)
 
     def asgi_route(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
