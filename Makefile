@@ -17,7 +17,7 @@ RUNTIME_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra celer
 	--extra sentry --extra eddsa --build-deps-for wheel --no-emit-find-links --no-emit-index-url \
 	--strip-extras -c $(LOCK)
 
-.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke bench-jobs clean \
+.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke bench-jobs bench-cache clean \
 	cluster deploy-check deploy-tools deploy-debs
 
 # Installs exactly the lock (every file's hash checked), then the project itself with no
@@ -87,6 +87,11 @@ bench: $(BENCH_STAMP)
 # RabbitMQ on 127.0.0.1:5672). JOBS_ARGS passes flags, e.g. JOBS_ARGS="--rows 20000".
 bench-jobs: $(BENCH_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.jobs $(JOBS_ARGS)
+
+# The prediction cache (docs/cache.md): W1 at 100 % hits against the raw ASGI app, W2 with 90 %
+# repeated inputs against W2 without the cache, interleaved (bench/cache.py). CACHE_ARGS passes flags.
+bench-cache: $(BENCH_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.cache $(CACHE_ARGS)
 
 # Seconds long, for CI: never installs anything beyond the project venv; wrk when present.
 bench-smoke: $(STAMP)
