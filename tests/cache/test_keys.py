@@ -46,11 +46,14 @@ def test_the_version_id_changes_with_what_answers() -> None:
     base = served_version_id(spec)
     assert served_version_id(ServiceSpec.from_class(Doubler)) == base  # stable
     other_version = dataclasses.replace(spec, version="2")
-    other_files = dataclasses.replace(spec, artifact_dir=Path("/store/doubler/1/abcdef"))
+    other_files = dataclasses.replace(spec, artifact_dir=Path("/store/versions/doubler/1/abcdef"))
     more_files = dataclasses.replace(spec, artifact_dir=Path("/store/doubler/1/012345"))
     other_class = ServiceSpec.from_class(PerTenant)
     ids = {served_version_id(s) for s in (other_version, other_files, more_files, other_class)}
     assert base not in ids and len(ids) == 4
+    # Another replica keeps its artifact store elsewhere: the same files, the same id.
+    elsewhere = dataclasses.replace(spec, artifact_dir=Path("/data/store/doubler/1/abcdef"))
+    assert served_version_id(elsewhere) == served_version_id(other_files)
 
 
 def test_policies_are_checked() -> None:

@@ -37,7 +37,8 @@ def served_version_id(spec: ServiceSpec) -> str:
 
     Built from the model name and version, the class's module and qualified name, the SHA-256
     of the file that defines it (when it has one) and the artifact folder, whose name is the
-    registry's manifest digest of the version's files (`registry/artifacts.py`).
+    registry's manifest digest of the version's files (`registry/artifacts.py`). Nothing in it
+    depends on the machine, so replicas sharing a Redis share answers.
     """
     cls = spec.cls
     digest = hashlib.sha256(KEY_FORMAT)
@@ -45,7 +46,9 @@ def served_version_id(spec: ServiceSpec) -> str:
         digest.update(_SEP + part.encode())
     digest.update(_SEP + _source_digest(cls))
     if spec.artifact_dir is not None:
-        digest.update(_SEP + str(spec.artifact_dir).encode())
+        # `<model>/<version>/<manifest digest>` (registry/artifacts.py), without the store's
+        # root: replicas that keep their artifact store elsewhere still share one id.
+        digest.update(_SEP + "/".join(spec.artifact_dir.parts[-3:]).encode())
     return digest.hexdigest()[:32]
 
 
