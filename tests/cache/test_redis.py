@@ -168,3 +168,36 @@ def test_a_redis_url_that_is_not_one_is_refused_without_showing_it() -> None:
         CacheConfig(redis_url=SecretStr("http://:hunter2@cache:6379"))
     assert "hunter2" not in str(raised.value)
     assert CacheConfig(redis_url=SecretStr("rediss://:p@cache:6380/2")).redis_url is not None
+
+
+async def test_the_fast_path_waits_for_redis_without_declining(redis_url: str) -> None:
+    from modelserve.http.predict import PredictEndpoint
+    from modelserve.runtime.manager import ModelRuntime
+    from modelserve.service.spec import ServiceSpec
+
+    cache, _ = redis_cache(redis_url)
+    runtime = ModelRuntime([ServiceSpec.from_class(Doubler)], device="cpu")
+    endpoint = PredictEndpoint(runtime, max_body_bytes=1 << 20, max_batch_inputs=8, cache=cache)
+    runtime.start()
+    await runtime.wait_loaded()
+    answers: list[tuple[int, dict[bytes, bytes]]] = []
+    scope = {"headers": [(b"content-type", b"application/json")], "query_string": b""}
+    try:
+        for expected in (1, 2):
+            served = endpoint.serve_now(
+                "doubler",
+                None,
+                scope,
+                b'{"x": 6}',
+                lambda status, head, body: answers.append((status, dict(head))),
+            )
+            assert served  # a lookup needs I/O: answered later, never declined
+            for _ in range(500):
+                if len(answers) == expected:
+                    break
+                await asyncio.sleep(0.01)
+            await settled(cache)
+    finally:
+        await cache.close()
+        await runtime.stop(1.0, 5.0)
+    assert [(s, h[b"x-cache"]) for s, h in answers] == [(200, b"miss"), (200, b"hit")]
