@@ -125,12 +125,14 @@ class V2Wire(WireFormat):
         return found
 
     def check(self, call: PredictCall) -> None:
-        content_type = encoding = None
-        for key, value in call.headers:
+        content_type = encoding = length = None
+        for key, value in call.headers:  # one pass: this runs on every infer request
             if key == b"content-type" and content_type is None:
                 content_type = value
             elif key == b"content-encoding" and encoding is None:
                 encoding = value
+            elif key == HEADER_LENGTH and length is None:
+                length = value
         check_encoding(encoding)
         if content_type is not None:
             media = content_type.split(b";", 1)[0].strip().lower()
@@ -142,12 +144,17 @@ class V2Wire(WireFormat):
                     details={"content_type": media.decode("latin-1")[:100]},
                 )
         # A binary body goes to the prediction log by size and digest, never as bytes.
-        call.raw = header(call.headers, HEADER_LENGTH) is not None
+        call.raw = length is not None
+        call.wire_state = length  # for `parse`, which replaces it with the decoded request
 
     def parse(self, call: PredictCall, codec: ServiceCodec) -> list[Any]:
         # The codec's version, not the call's: a shadow copy parses the body for its own.
         spec = codec.spec
-        head, binary = split_body(call.body, header(call.headers, HEADER_LENGTH))
+        # `check` left the header's value (a shadow copy's call already holds the request).
+        declared = call.wire_state if not isinstance(call.wire_state, InferRequest) else None
+        if declared is None and call.raw:
+            declared = header(call.headers, HEADER_LENGTH)
+        head, binary = split_body(call.body, declared)
         request = decode_request(head, binary, self.tensors(codec, spec), codec.max_inputs)
         call.wire_state = request
         return validate_rows(request.rows, spec.wire_input_type.model_validate)
