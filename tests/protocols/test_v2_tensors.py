@@ -15,6 +15,7 @@ from modelserve.errors import InvalidInputError, MalformedBodyError, OutputMisma
 from modelserve.protocols.v2 import (
     InferRequest,
     TensorMap,
+    _flatten,
     decode_request,
     encode_response,
     tensor_map,
@@ -365,3 +366,31 @@ def test_outputs_that_do_not_fit_their_tensor_are_the_models_fault() -> None:
     same = [r.model_copy(update={"vector": [1.0, 2.0]}) for r in rows]
     json_head, _ = answer(same, request)
     assert json_head["outputs"][0]["shape"] == [2, 2]
+
+
+class Pairs(BaseModel):
+    pair: tuple[int, int]
+    grid: Annotated[list[tuple[float, float]], Field(min_length=2, max_length=2)]
+
+
+def test_tuple_fields_get_tuples_which_the_strict_schema_requires() -> None:
+    tmap = tensor_map(Pairs, SmallOut)
+    body = head(
+        tensor("pair", "INT64", [1, 2], [1, 2]),
+        tensor("grid", "FP64", [1, 2, 2], [1, 2, 3, 4]),
+    )
+    rows = decode_request(body, b"", tmap, 8).rows
+    assert rows == [{"pair": (1, 2), "grid": [(1, 2), (3, 4)]}]
+    (item,) = validate_rows(rows, strict_model(Pairs).model_validate)
+    assert (item.pair, item.grid) == ((1, 2), [(1.0, 2.0), (3.0, 4.0)])
+
+
+def test_data_nested_deeper_than_its_shape_is_400_at_any_depth() -> None:
+    deep: Any = [1.0]
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = [deep]
+    with pytest.raises(MalformedBodyError, match="nested deeper"):
+        decode_request(head(tensor("x", "FP64", [1], [[1.0]])), b"", SMALL, 8)
+    # orjson refuses JSON nested past 1024 levels itself; the loop guards what it lets through.
+    with pytest.raises(MalformedBodyError, match="nested deeper"):
+        _flatten(deep, [], 2, "x")

@@ -163,6 +163,9 @@ class TensorSpec:
     # A dict field keyed by a Literal: its keys, in the tensor's order.
     keys: tuple[str, ...] | None = None
     required: bool = True
+    # Per dimension of `dims`: whether the field holds a tuple there (the strict schema takes
+    # no list for a tuple, so rows are built with tuples where the type says so).
+    tuples: tuple[bool, ...] = ()
 
     def metadata(self) -> dict[str, Any]:
         """The tensor as V2 metadata lists it: the batch dimension first, -1."""
@@ -225,7 +228,7 @@ def _tensors(
     for field, info in model.model_fields.items():
         name = info.alias or field
         try:
-            kind, dims, keys = _field_shape(info, is_input=is_input)
+            kind, dims, keys, tuples = _field_shape(info, is_input=is_input)
         except Unsupported as exc:
             if is_input and not info.is_required():
                 # Left out of every request, it takes its default: the model still works.
@@ -238,13 +241,17 @@ def _tensors(
             raise ValueError(
                 f"v2 = tensors({field}={datatype!r}): a {kind} field takes {DECLARABLE[kind]}"
             )
-        found[name] = TensorSpec(name, field, kind, datatype, dims, keys, info.is_required())
+        found[name] = TensorSpec(
+            name, field, kind, datatype, dims, keys, info.is_required(), tuples
+        )
     return found, unsupported
 
 
-def _field_shape(
-    info: FieldInfo, *, is_input: bool
-) -> tuple[Kind, tuple[int, ...], tuple[str, ...] | None]:
+Shape = tuple[Kind, tuple[int, ...], tuple[str, ...] | None, tuple[bool, ...]]
+"""(kind, per-row dimensions, a Literal-keyed dict's keys, which dimensions are tuples)."""
+
+
+def _field_shape(info: FieldInfo, *, is_input: bool) -> Shape:
     annotation = info.annotation
     if _is_union(annotation):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -268,13 +275,11 @@ def _unwrap(annotation: Any, metadata: list[Any]) -> Any:
     return annotation
 
 
-def _shape(
-    annotation: Any, metadata: list[Any]
-) -> tuple[Kind, tuple[int, ...], tuple[str, ...] | None]:
+def _shape(annotation: Any, metadata: list[Any]) -> Shape:
     annotation = _unwrap(annotation, metadata)
     scalar = _scalar(annotation)
     if scalar is not None:
-        return scalar, (), None
+        return scalar, (), None, ()
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (list, tuple, Sequence):
@@ -285,19 +290,19 @@ def _shape(
         else:
             item = args[0] if args else Any
             length = _fixed_length(metadata)
-        kind, dims, keys = _shape(item, [])
+        kind, dims, keys, tuples = _shape(item, [])
         if keys is not None:
             raise Unsupported("a list of dicts")
-        return kind, (length, *dims), None
+        return kind, (length, *dims), None, (origin is tuple, *tuples)
     if origin is dict and len(args) == 2:
         key = _unwrap(args[0], [])
         names = typing.get_args(key) if typing.get_origin(key) is Literal else ()
         if not names or not all(isinstance(k, str) for k in names):
             raise Unsupported("a dict whose keys are not a Literal of strings")
-        kind, dims, keys = _shape(args[1], [])
+        kind, dims, keys, _ = _shape(args[1], [])
         if dims or keys is not None:
             raise Unsupported("a dict of lists or dicts")
-        return kind, (len(names),), tuple(names)
+        return kind, (len(names),), tuple(names), (False,)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         raise Unsupported("a nested model")
     raise Unsupported(f"type {getattr(annotation, '__name__', annotation)!s}")
@@ -451,8 +456,17 @@ def decode_request(head: bytes, binary: bytes, tmap: TensorMap, max_rows: int) -
 
 
 def _row_value(tmap: TensorMap, name: str, value: Any) -> Any:
-    keys = tmap.inputs[name].keys
-    return value if keys is None else dict(zip(keys, value, strict=True))
+    spec = tmap.inputs[name]
+    if spec.keys is not None:
+        return dict(zip(spec.keys, value, strict=True))
+    if True in spec.tuples:
+        return _as_tuples(value, spec.tuples)
+    return value
+
+
+def _as_tuples(value: list[Any], levels: tuple[bool, ...]) -> Any:
+    inner = [_as_tuples(v, levels[1:]) for v in value] if len(levels) > 1 else value
+    return tuple(inner) if levels[0] else inner
 
 
 def _show(value: Any) -> str:
@@ -555,7 +569,7 @@ def _from_json(data: Any, shape: list[int], spec: TensorSpec) -> list[Any]:
     if not isinstance(data, list):
         raise bad(f"input {spec.name!r} needs 'data' (a list) or a binary_data_size parameter")
     flat: list[Any] = []
-    _flatten(data, flat)
+    _flatten(data, flat, len(shape), spec.name)
     count = math.prod(shape)
     if len(flat) != count:
         raise bad(f"input {spec.name!r} has {len(flat)} values, shape {shape} needs {count}")
@@ -578,13 +592,20 @@ def _from_json(data: Any, shape: list[int], spec: TensorSpec) -> list[Any]:
     return _nest(flat, shape)
 
 
-def _flatten(data: list[Any], into: list[Any]) -> None:
-    """Row-major values of `data`, flat or nested as V2 allows both."""
-    for value in data:
-        if type(value) is list:
-            _flatten(value, into)
-        else:
+def _flatten(data: list[Any], into: list[Any], depth: int, name: str) -> None:
+    """Row-major values of `data`, flat or nested as V2 allows both, at most `depth` lists
+    deep (the shape's rank). A loop, not recursion: the depth is the client's to choose."""
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if type(value) is list:
+                if len(stack) >= depth:
+                    raise bad(f"input {name!r}: data nested deeper than its shape")
+                stack.append(iter(value))
+                break
             into.append(value)
+        else:
+            stack.pop()
 
 
 def _nest(flat: list[Any], shape: list[int]) -> list[Any]:
