@@ -229,7 +229,9 @@ def build_app(
     app.include_router(build_router(ready_when_any=settings.ready_when_any))
     app.include_router(build_model_docs_router(runtime, endpoint))
     app.v2_endpoint = V2Endpoint(endpoint)
-    app.include_router(build_v2_router(runtime, endpoint, app.v2_endpoint, version=app.version))
+    app.include_router(
+        build_v2_router(runtime, endpoint, app.v2_endpoint, server_version=app.version)
+    )
     if docs:
         app.include_router(build_docs_router(title=app.title, openapi_url="/openapi.json"))
     app.add_middleware(

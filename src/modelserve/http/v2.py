@@ -451,7 +451,7 @@ def describe_model(
 
 
 def build_v2_router(
-    runtime: ModelRuntime, endpoint: PredictEndpoint, v2: V2Endpoint, *, version: str
+    runtime: ModelRuntime, endpoint: PredictEndpoint, v2: V2Endpoint, *, server_version: str
 ) -> APIRouter:
     """The V2 routes: server metadata, health, model metadata and readiness (read), and the
     documented infer routes (served by `v2`; `ModelserveApp.dispatch` reaches it first)."""
@@ -470,7 +470,7 @@ def build_v2_router(
 
     @get("/v2", summary="Server metadata", responses=_errors(401, 403, 429))
     async def server_metadata(principal: Authenticated) -> ServerMetadata:
-        return ServerMetadata(name="modelserve", version=version, extensions=EXTENSIONS)
+        return ServerMetadata(name="modelserve", version=server_version, extensions=EXTENSIONS)
 
     @get("/v2/health/live", summary="Process is alive", dependencies=[PUBLIC])
     async def live() -> Live:
