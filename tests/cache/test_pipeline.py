@@ -194,3 +194,16 @@ async def test_a_hit_on_the_fast_path_is_answered_before_serve_now_returns() -> 
     assert [a[1][b"x-cache"] for a in answers] == [b"miss", b"hit"]
     assert answers[0][2] == answers[1][2] == b'{"y":8.0}'
     assert CALLS.items == [4.0]
+
+
+def test_the_test_client_sees_the_cache_as_the_server_does() -> None:
+    from modelserve.testing import ServiceClient
+
+    with ServiceClient(Doubler) as client:
+        first = client.predict({"x": 3})
+        again = client.predict({"x": 3.0})
+        batch = client.predict_batch([{"x": 3}, {"x": 4}])
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert again.body == first.body
+    assert batch.headers["x-cache"] == "partial"
+    assert CALLS.items == [3.0, 4.0]

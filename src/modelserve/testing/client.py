@@ -133,6 +133,7 @@ class ServiceClient:
             return
         try:
             self._run(self._runtime.stop(drain_timeout_s=5.0), 30.0)
+            self._run(self.pipeline.cache.close(), 30.0)  # Redis connections, when configured
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(30.0)
