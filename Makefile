@@ -34,7 +34,7 @@ install: $(STAMP)
 
 # Dev mode (the default MODELSERVE_MODE) with the admin console on at /console (docs/console.md).
 run: $(STAMP)
-	HF_HUB_OFFLINE=1 MODELSERVE_CONSOLE__ENABLED=true $(BIN)/modelserve serve examples/iris.py examples/embeddings.py examples/digits.py --registry --port $(PORT)
+	HF_HUB_OFFLINE=1 MODELSERVE_CONSOLE__ENABLED=true $(BIN)/modelserve serve examples/iris.py examples/embeddings.py examples/digits.py examples/textgen.py --registry --port $(PORT)
 
 test: $(STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
