@@ -168,8 +168,9 @@ async def test_batch_items_are_looked_up_one_by_one() -> None:
     assert (again.cache, again.json()["outputs"]) == ("hit", [{"y": 4.0}, {"y": 2.0}])
     assert single.cache == "hit"  # stored by the batch, found by a one-input request
     assert (rejected.cache, rejected.json()["errors"][0]["index"]) == ("miss", 0)
-    # The batch's misses went to the model together; hits and the rejection never again.
-    assert CALLS.items == [1.0, 2.0, 13.0, 2.0, 13.0]
+    # The batch's misses went to the model together, its two spellings of 2.0 once; hits
+    # never again, the rejection each time.
+    assert CALLS.items == [1.0, 2.0, 13.0, 13.0]
 
 
 async def test_a_hit_on_the_fast_path_is_answered_before_serve_now_returns() -> None:
@@ -207,3 +208,10 @@ def test_the_test_client_sees_the_cache_as_the_server_does() -> None:
     assert again.body == first.body
     assert batch.headers["x-cache"] == "partial"
     assert CALLS.items == [3.0, 4.0]
+
+
+async def test_a_fresh_batch_with_repeated_items_is_a_miss_computed_once() -> None:
+    async with harness(Doubler) as h:
+        fresh = await h.predict("doubler", {"inputs": [{"x": 5}, {"x": 5.0}]}, batch=True)
+    assert (fresh.cache, fresh.json()["outputs"]) == ("miss", [{"y": 10.0}, {"y": 10.0}])
+    assert CALLS.items == [5.0]

@@ -140,8 +140,9 @@ class VersionCache:
         in one engine submission and stored. Each result is an `Answer`, or the exception that
         rejected its input (never stored). A `None` key is computed and not stored.
 
-        In-process only (None with Redis: the request then goes to the model as before), and
-        without single-flight: a batch's misses are one engine call already.
+        Identical items of one batch are computed once (the others share its answer); there
+        is no single-flight across requests: a batch's misses are one engine call already.
+        In-process only (None with Redis: the request then goes to the model as before).
         """
         memory = self.memory
         if memory is None:
@@ -149,13 +150,20 @@ class VersionCache:
         observer = self._cache.observer
         results = Answers([None] * len(keys))
         missing: list[int] = []
+        # Later items with the same key as a missing one: index -> the index computed for it.
+        repeats: dict[int, int] = {}
+        first: dict[bytes, int] = {}
         for index, key in enumerate(keys):
             hit = memory.get(key) if read and key is not None else None
-            if hit is None:
-                missing.append(index)
-            else:
+            if hit is not None:
                 results[index] = hit
                 observer.on_lookup(self.name, "hit")
+            elif key is not None and key in first:
+                repeats[index] = first[key]
+            else:
+                missing.append(index)
+                if key is not None:
+                    first[key] = index
         loop = asyncio.get_running_loop()
         if not missing:
             done: asyncio.Future[Answers] = loop.create_future()
@@ -165,6 +173,8 @@ class VersionCache:
         outcome: Outcome = "miss" if read else "bypass"
         for _ in missing:
             observer.on_lookup(self.name, outcome)
+        for _ in repeats:
+            observer.on_lookup(self.name, "shared")
         generation = self._cache.generation(self.name)
         answered: asyncio.Future[Answers] = loop.create_future()
 
@@ -192,6 +202,9 @@ class VersionCache:
             except Exception as exc:  # an output the codec cannot write: the request's 500
                 answered.set_exception(exc)
                 return
+            for index, source in repeats.items():
+                found = results[source]
+                results[index] = found.as_outcome("shared") if isinstance(found, Answer) else found
             answered.set_result(results)
 
         if engine.done():

@@ -589,8 +589,9 @@ def _as_list(future: asyncio.Future[Any]) -> asyncio.Future[Any]:
 
 def _cached_batch(results: Answers) -> tuple[bytes, bool, str, list[Any] | None]:
     """A batch answer from the cache's items, in `ServiceCodec.dump_batch`'s shape: the body,
-    whether an output held a non-finite number, the outcome (`hit` or `miss` for all items,
-    else `partial`) and, when no item was a hit, the outputs for a shadow copy."""
+    whether an output held a non-finite number, the outcome (`hit` when every item was one,
+    `partial` when some were, else `miss` or `bypass`) and, when no item was a hit, the outputs
+    for a shadow copy."""
     parts: list[bytes] = []
     errors: list[dict[str, Any]] = []
     non_finite = False
@@ -613,7 +614,10 @@ def _cached_batch(results: Answers) -> tuple[bytes, bool, str, list[Any] | None]
         else:  # submit_many answers outputs or rejections only
             raise TypeError(f"unexpected batch item result {type(result).__name__}")
     payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
-    outcome = outcomes.pop() if len(outcomes) == 1 else "partial" if outcomes else "miss"
+    if "hit" in outcomes:
+        outcome = "hit" if outcomes == {"hit"} else "partial"
+    else:  # a repeated item's "shared" answer was computed by this request too
+        outcome = "bypass" if "bypass" in outcomes else "miss"
     outputs = None
     if "hit" not in outcomes:
         outputs = [r.result if isinstance(r, Answer) else r for r in results]
