@@ -225,8 +225,9 @@ class Fables(Service[Prompt, Completion]):
             while words < item.max_tokens:
                 code = self._sample(last, item.temperature, item.top_p, generator)
                 char = self.chars[code]
-                # A word ends where whitespace is followed by a non-space character.
-                if (word and not char.isspace() and word[-1].isspace()) or len(
+                # A word (with the spaces before the first one) ends where whitespace is
+                # followed by a non-space character.
+                if (word.strip() and not char.isspace() and word[-1].isspace()) or len(
                     word
                 ) >= MAX_WORD_CHARS:
                     cut = _stop_at(emitted + word, item.stop)

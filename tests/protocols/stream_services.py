@@ -86,7 +86,7 @@ class Echo(Service[Words, Word]):
     def predict(self, batch: list[Words]) -> list[Word]:
         return [Word(word=item.text) for item in batch]
 
-    async def predict_stream(self, item: Words) -> AsyncIterator[str]:
+    async def predict_stream(self, item: Words) -> AsyncIterator[object]:
         for word in item.text.split():
             await asyncio.sleep(0)
-            yield word
+            yield object() if word == "!" else word  # "!": a chunk that is not JSON

@@ -241,8 +241,11 @@ def test_unsupported_and_bad_requests_get_openai_errors(server: Server) -> None:
         client.chat.completions.create(model="minilm", messages=CHAT)
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="fables", input="x")
-    with pytest.raises(openai.UnprocessableEntityError):  # the model's own input limit
-        client.embeddings.create(model="minilm", input="x" * 3000)
+    with pytest.raises(openai.UnprocessableEntityError):  # the model's own limit: 2000
+        client.embeddings.create(model="minilm", input="x" * 2001)
+    with pytest.raises(openai.BadRequestError) as info:  # the route's: 2048
+        client.embeddings.create(model="minilm", input="x" * 2049)
+    assert info.value.body["param"] == "input"  # type: ignore[index]
     http = server.http()
     for body in (
         b"{",

@@ -115,6 +115,16 @@ def test_accept_header_chooses_sse_or_json_lines(server: ServerProcess) -> None:
     assert [orjson.loads(line) for line in lines.text.splitlines()] == ["one", "two", "three"]
 
 
+def test_a_chunk_that_is_not_json_ends_the_stream_with_an_error(server: ServerProcess) -> None:
+    client = server.client()
+    response = client.post("/v1/models/echo/predict?stream=true", json={"text": "a ! b"})
+    got = events(response.text)
+    assert got[0] == (None, '"a"')
+    assert got[1][0] == "error"
+    assert orjson.loads(got[1][1])["error"]["code"] == "invalid_model_output"
+    assert len(got) == 2
+
+
 def test_bad_input_is_refused_before_any_stream(server: ServerProcess) -> None:
     client = server.client()
     response = client.post(f"{TICKS}?stream=true", json={"count": -1})

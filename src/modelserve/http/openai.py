@@ -189,7 +189,8 @@ class OpenAIEndpoint:
             return
         assert isinstance(request, ChatRequest | CompletionRequest)
         session = self.streams.session(stream, receive, call)
-        generation = Generation(session, request.stops, request.limit)
+        assert isinstance(wire, GenerationWire)
+        generation = Generation(session, request.stops, wire.limit)
         chat = kind == "chat"
         prompt_tokens = self._count(call, request.prompt_text)
         try:

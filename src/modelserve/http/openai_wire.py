@@ -54,7 +54,42 @@ ERROR_TYPES = {
 ERROR_CODES = {"unauthenticated": "invalid_api_key", "rate_limited": "rate_limit_exceeded"}
 MAX_STOP = 4
 MAX_STOP_CHARS = 200
-MAX_MESSAGES = 256
+# Size limits of the requests, chosen so that a body at (or one past) any of them, every
+# character escaped as \uXXXX, still fits the default 4 MiB body limit: a request over one is
+# a 400 naming the field rather than a 413.
+MAX_PROMPT_CHARS = 32_768
+MAX_MESSAGES = 64
+MAX_MESSAGE_CHARS = 8192
+MAX_PARTS = 4
+MAX_PART_CHARS = 2048
+MAX_EMBEDDING_INPUTS = 256
+MAX_EMBEDDING_CHARS = 2048
+
+
+# Parameters OpenAI has and modelserve does not serve: their schema allows only the default
+# (so a contract test's valid requests are served), and a request that sets one is a 400
+# with this message.
+UNSUPPORTED = {
+    "n": "only n=1 is supported",
+    "best_of": "only best_of=1 is supported",
+    "logprobs": "logprobs are not supported",
+    "top_logprobs": "logprobs are not supported",
+    "logit_bias": "logit_bias is not supported",
+    "presence_penalty": "presence_penalty is not supported (only 0)",
+    "frequency_penalty": "frequency_penalty is not supported (only 0)",
+    "tools": "tools are not supported",
+    "tool_choice": "tools are not supported",
+    "functions": "functions are not supported",
+    "function_call": "functions are not supported",
+    "parallel_tool_calls": "tools are not supported",
+    "response_format": "only response_format {'type': 'text'} is supported",
+    "echo": "echo is not supported",
+    "suffix": "suffix is not supported",
+}
+Unset = Annotated[None, Field(description="Not supported: only null")]
+Zero = Annotated[float, Field(ge=0, le=0, description="Not supported: only 0")]
+Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 
 
 class OpenAIRequestError(MalformedBodyError):
@@ -97,22 +132,28 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+class ResponseFormat(_Strict):
+    """Only plain text."""
+
+    type: Literal["text"]
+
+
 class TextPart(_Strict):
     """One text part of a message's content."""
 
     type: Literal["text"]
-    text: str = Field(max_length=1_000_000)
+    text: str = Field(max_length=MAX_PART_CHARS)
 
 
 class Message(_Strict):
     """One chat message; only text content is served."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] = Field(max_length=MAX_MESSAGES)
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[TextPart], Field(max_length=MAX_PARTS)]
+    )
     name: str | None = Field(None, max_length=64)
-
-
-Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
 
 
 class _Generation(_Strict):
@@ -122,30 +163,15 @@ class _Generation(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    stop: Stop | list[Stop] | None = Field(None)
-    n: int | None = Field(None, ge=1, le=128)
+    stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOP)] | None = None
+    n: int | None = Field(None, ge=1, le=1)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
     seed: int | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logprobs: Any = None
-    logit_bias: dict[str, float] | None = None
-
-    def refuse_unsupported(self) -> None:
-        """400 for what is accepted by OpenAI but not served here."""
-        if self.n not in (None, 1):
-            raise OpenAIRequestError("only n=1 is supported", "n")
-        if self.logprobs not in (None, False):
-            raise OpenAIRequestError("logprobs are not supported", "logprobs")
-        if self.logit_bias:
-            raise OpenAIRequestError("logit_bias is not supported", "logit_bias")
-        for name in ("presence_penalty", "frequency_penalty"):
-            if getattr(self, name) not in (None, 0):
-                raise OpenAIRequestError(f"{name} is not supported", name)
-        if isinstance(self.stop, list) and len(self.stop) > MAX_STOP:
-            raise OpenAIRequestError(f"at most {MAX_STOP} stop sequences", "stop")
+    presence_penalty: Zero | None = None
+    frequency_penalty: Zero | None = None
+    logit_bias: Unset = None
 
     @property
     def stops(self) -> list[str]:
@@ -165,23 +191,14 @@ class ChatRequest(_Generation):
 
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
-    top_logprobs: int | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    functions: list[Any] | None = None
-    function_call: Any = None
-    parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
-
-    def refuse_unsupported(self) -> None:
-        super().refuse_unsupported()
-        for name in ("tools", "tool_choice", "functions", "function_call", "top_logprobs"):
-            if getattr(self, name) is not None:
-                raise OpenAIRequestError(f"{name} is not supported", name)
-        if self.response_format is not None and self.response_format.get("type") != "text":
-            raise OpenAIRequestError(
-                "only response_format {'type': 'text'} is supported", "response_format"
-            )
+    logprobs: Literal[False] | None = None
+    top_logprobs: Unset = None
+    tools: Unset = None
+    tool_choice: Unset = None
+    functions: Unset = None
+    function_call: Unset = None
+    parallel_tool_calls: Unset = None
+    response_format: ResponseFormat | None = None
 
     @property
     def limit(self) -> int | None:
@@ -201,21 +218,11 @@ class ChatRequest(_Generation):
 class CompletionRequest(_Generation):
     """`POST /v1/completions`."""
 
-    prompt: str | list[str]
-    echo: bool | None = None
-    suffix: str | None = None
-    best_of: int | None = None
-
-    def refuse_unsupported(self) -> None:
-        super().refuse_unsupported()
-        if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise OpenAIRequestError("exactly one prompt is supported", "prompt")
-        if self.echo:
-            raise OpenAIRequestError("echo is not supported", "echo")
-        if self.suffix is not None:
-            raise OpenAIRequestError("suffix is not supported", "suffix")
-        if self.best_of not in (None, 1):
-            raise OpenAIRequestError("only best_of=1 is supported", "best_of")
+    prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=1)]
+    logprobs: Unset = None
+    echo: Literal[False] | None = None
+    suffix: Unset = None
+    best_of: int | None = Field(None, ge=1, le=1)
 
     @property
     def limit(self) -> int | None:
@@ -229,47 +236,46 @@ class CompletionRequest(_Generation):
 
 
 class EmbeddingsRequest(_Strict):
-    """`POST /v1/embeddings`."""
+    """`POST /v1/embeddings`. Text only: token arrays need OpenAI's tokenizer."""
 
     model: str = Field(min_length=1, max_length=64)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        Annotated[str, Field(max_length=MAX_EMBEDDING_CHARS)]
+        | Annotated[
+            list[Annotated[str, Field(max_length=MAX_EMBEDDING_CHARS)]],
+            Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS),
+        ]
+    )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = Field(None, max_length=256)
 
     @property
     def texts(self) -> list[str]:
-        """The texts to embed (400 for token arrays, which need OpenAI's tokenizer)."""
-        if isinstance(self.input, str):
-            return [self.input]
-        if not self.input:
-            raise OpenAIRequestError("input must not be empty", "input")
-        if not all(isinstance(t, str) for t in self.input):
-            raise OpenAIRequestError("token arrays are not supported: send text", "input")
-        return list(self.input)  # type: ignore[arg-type]
+        """The texts to embed."""
+        return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
 def read_request(model: type[BaseModel], body: bytes) -> tuple[BaseModel | None, Exception | None]:
     """The parsed request, or the 400 to answer (raised later, after authentication)."""
     try:
-        request = model.model_validate_json(body)
+        return model.model_validate_json(body), None
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False, include_context=False)[0]
-        param = ".".join(str(p) for p in error["loc"]) or None
-        if error["type"] == "json_invalid":
-            return None, OpenAIRequestError("the body is not valid JSON", None)
-        if error["type"] == "extra_forbidden":
-            return None, OpenAIRequestError(f"unrecognized request argument: {param}", param)
-        return None, OpenAIRequestError(f"{param}: {error['msg']}", param)
-    try:
-        refuse = getattr(request, "refuse_unsupported", None)
-        if refuse is not None:
-            refuse()
-        if isinstance(request, EmbeddingsRequest):
-            _ = request.texts
-    except OpenAIRequestError as exc:
-        return None, exc
-    return request, None
+    loc = error["loc"]
+    param = ".".join(str(p) for p in loc) or None
+    if error["type"] == "json_invalid":
+        return None, OpenAIRequestError("the body is not valid JSON", None)
+    if error["type"] == "extra_forbidden":
+        return None, OpenAIRequestError(f"unrecognized request argument: {param}", param)
+    top = str(loc[0]) if loc else ""
+    if top in UNSUPPORTED:
+        return None, OpenAIRequestError(UNSUPPORTED[top], top)
+    if top == "input" and model is EmbeddingsRequest:
+        return None, OpenAIRequestError(
+            "input must be a string or a non-empty array of strings", top
+        )
+    return None, OpenAIRequestError(f"{param}: {error['msg']}", param)
 
 
 def model_name(body: bytes) -> str:
@@ -378,6 +384,8 @@ class GenerationWire(_OpenAIWire):
     """Chat and text completions: the request's prompt and parameters as the model's input."""
 
     kind = "completions"
+    # The most tokens the answer may have: the request's, else the model's own default.
+    limit: int | None = None
 
     def parse(self, call: PredictCall, codec: ServiceCodec) -> list[Any]:
         self.require_kind(call)
@@ -395,6 +403,10 @@ class GenerationWire(_OpenAIWire):
         for name, value in given.items():
             if value is not None and name in fields:
                 values[name] = value
+        self.limit = request.limit
+        default = fields["max_tokens"].default if "max_tokens" in fields else None
+        if self.limit is None and isinstance(default, int):
+            self.limit = default  # so that an answer cut there says "length", not "stop"
         return codec.parse_batch(orjson.dumps({"inputs": [values]}))
 
 

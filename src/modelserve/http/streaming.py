@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic_core
 
-from modelserve.errors import ServiceUnavailableError
+from modelserve.errors import OutputMismatchError, ServiceUnavailableError
 from modelserve.http.connections import grace_left, shutdown_began
 from modelserve.http.context import REQUEST_ID_KEY, read_body
 from modelserve.http.pipeline import PredictCall, PredictPipeline
@@ -248,7 +248,12 @@ class StreamEndpoint:
                             {"type": "http.response.body", "body": HEARTBEAT, "more_body": True}
                         )
                 else:
-                    data = encode_chunk(chunk)
+                    try:
+                        data = encode_chunk(chunk)
+                    except Exception:
+                        bad = OutputMismatchError("predict_stream yielded a chunk that is not JSON")
+                        await send_error(send, pipeline, call, bad, sse)
+                        break
                     body = sse_event(data) if sse else data + b"\n"
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 try:
