@@ -23,6 +23,7 @@ from modelserve.errors import (
     ResourceNotFoundError,
 )
 from modelserve.http.error_docs import error_responses
+from modelserve.http.openai import POST_ROUTES as OPENAI_POSTS
 from modelserve.registry import safety
 from modelserve.schemas.auth import SCOPE_PATTERN
 from modelserve.schemas.registry import NAME_WIRE_PATTERN, VERSION_WIRE_PATTERN
@@ -110,6 +111,9 @@ def test_guarded_routes_document_401_and_body_routes_400(tmp_path: Path) -> None
     for path, item in documented.items():
         # The Open Inference Protocol's routes answer its own shape, `{"error": "..."}`.
         shape = "/V2Error" if path.startswith("/v2/") else "/ErrorResponse"
+        # The OpenAI-compatible routes answer OpenAI's error object.
+        if path.startswith("/openai/") or path in OPENAI_POSTS:
+            shape = "/OpenAIError"
         for operation in item.values():
             invalid = operation["responses"].get("422")
             if invalid is not None:

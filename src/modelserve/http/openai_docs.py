@@ -121,7 +121,7 @@ class TextCompletion(BaseModel):
     usage: Usage
 
 
-class ModelCard(BaseModel):
+class OpenAIModel(BaseModel):
     """One model the credential may call."""
 
     id: str
@@ -130,11 +130,11 @@ class ModelCard(BaseModel):
     owned_by: str
 
 
-class ModelList(BaseModel):
+class OpenAIModelList(BaseModel):
     """The models the credential may call."""
 
     object: Literal["list"]
-    data: list[ModelCard]
+    data: list[OpenAIModel]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -192,8 +192,8 @@ def build_openai_router(endpoint: OpenAIEndpoint) -> APIRouter:
                 name=f"openai:{path}",
             )
     for path, summary, answer in (
-        (MODELS_PATH, "Models, in OpenAI's list shape", ModelList),
-        (MODEL_ROUTE, "One model, in OpenAI's shape", ModelCard),
+        (MODELS_PATH, "Models, in OpenAI's list shape", OpenAIModelList),
+        (MODEL_ROUTE, "One model, in OpenAI's shape", OpenAIModel),
     ):
         router.add_api_route(
             path,
@@ -201,7 +201,8 @@ def build_openai_router(endpoint: OpenAIEndpoint) -> APIRouter:
             methods=["GET"],
             route_class_override=PredictRoute,
             response_model=answer,
-            responses=_errors(401, 404) if path == MODEL_ROUTE else _errors(401),
+            # FastAPI documents a 422 for the path parameter on its own: in OpenAI's shape.
+            responses=_errors(401, 404, 422) if path == MODEL_ROUTE else _errors(401),
             summary=summary,
             tags=[TAG],
             name=f"openai:{path}",
