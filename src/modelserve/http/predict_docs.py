@@ -124,7 +124,10 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
                     dependencies=[PREDICT_GUARDED],
                     name=f"{spec.name}:{pinned or ''}:{'predict_batch' if is_batch else 'predict'}",
                     # A model whose input is one bytes field also takes the raw bytes as the body.
-                    openapi_extra=raw if raw is not None and not is_batch else None,
+                    openapi_extra=_extra(
+                        raw if raw is not None and not is_batch else None,
+                        spec.streams and not is_batch,
+                    ),
                 )
     for path, is_batch in (
         ("/v1/models/{name}/predict", False),
@@ -145,6 +148,36 @@ def build_model_docs_router(runtime: ModelRuntime, endpoint: PredictEndpoint) ->
             include_in_schema=False,
         )
     return router
+
+
+STREAM_EXTRA: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "stream",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "boolean", "default": False},
+            "description": "Answer in chunks from `predict_stream`: server-sent events (or JSON"
+            " lines with `Accept: application/x-ndjson`). See docs/protocols.md.",
+        }
+    ],
+    "responses": {
+        "200": {
+            "content": {
+                "text/event-stream": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }
+        }
+    },
+}
+
+
+def _extra(raw: dict[str, Any] | None, streams: bool) -> dict[str, Any] | None:
+    """`openapi_extra` of a predict route: a raw body, and the stream query of a model with
+    `predict_stream`."""
+    if not streams:
+        return raw
+    return {**(raw or {}), **STREAM_EXTRA}
 
 
 class PredictRoute(APIRoute):
