@@ -424,6 +424,20 @@ DEFAULT_CACHE_MAX_ENTRY_BYTES = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 1024**3
 
 
+class CacheModelConfig(BaseModel):
+    """An operator's override of one model's `cache_policy` (unset fields keep the policy's).
+
+    It tunes or switches off a policy the Service declared; it never turns caching on for a
+    Service without one (only its author knows whether its answers may be reused)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    ttl_s: float | None = Field(None, gt=0, le=365 * 24 * 3600)
+    max_items: int | None = Field(None, ge=1)
+    max_bytes: int | None = Field(None, ge=1)
+
+
 class CacheConfig(BaseModel):
     """The prediction cache (docs/cache.md). Owned by `modelserve.cache`.
 
@@ -451,6 +465,9 @@ class CacheConfig(BaseModel):
     # Who may send `Cache-Control: no-cache` to skip reading the cache (others are served
     # from it as usual). `admin` holds every scope.
     bypass_scope: str = Field("registry:write", min_length=1, max_length=64)
+    # Per model name, e.g. MODELSERVE_CACHE__MODELS='{"embedder": {"ttl_s": 600}}' or
+    # '{"iris": {"enabled": false}}'.
+    models: dict[str, CacheModelConfig] = Field(default_factory=dict)
 
     @field_validator("redis_url")
     @classmethod

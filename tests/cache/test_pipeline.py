@@ -215,3 +215,30 @@ async def test_a_fresh_batch_with_repeated_items_is_a_miss_computed_once() -> No
         fresh = await h.predict("doubler", {"inputs": [{"x": 5}, {"x": 5.0}]}, batch=True)
     assert (fresh.cache, fresh.json()["outputs"]) == ("miss", [{"y": 10.0}, {"y": 10.0}])
     assert CALLS.items == [5.0]
+
+
+async def test_an_operator_tunes_or_switches_off_a_models_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelserve.config import Settings
+    from tests.cache.recorder import Clock
+
+    monkeypatch.setenv(
+        "MODELSERVE_CACHE__MODELS", '{"doubler": {"ttl_s": 5}, "per-tenant": {"enabled": false}}'
+    )
+    config = Settings().cache
+    clock = Clock()
+    async with harness(
+        Doubler, PerTenant, Uncached, cache=PredictionCache(config, clock=clock)
+    ) as h:
+        assert (await h.predict("doubler", {"x": 1})).cache == "miss"
+        clock.now += 4.9
+        assert (await h.predict("doubler", {"x": 1})).cache == "hit"
+        clock.now += 0.1  # the override's 5 s, not the policy's 60
+        assert (await h.predict("doubler", {"x": 1})).cache == "miss"
+        off = [await h.predict("per-tenant", {"x": 1}) for _ in range(2)]
+        assert all(r.status == 200 and r.cache is None for r in off)
+    assert config.models["doubler"].ttl_s == 5
+    # An override never turns caching on for a Service without a policy.
+    forced = PredictionCache(Settings(cache={"models": {"uncached": {"ttl_s": 5}}}).cache)  # type: ignore[arg-type]
+    assert forced.policy("uncached", None) is None

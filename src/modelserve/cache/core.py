@@ -14,6 +14,7 @@ is already done, so the task-free fast path stays task-free. With Redis a lookup
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import weakref
 from collections.abc import Callable
@@ -345,9 +346,9 @@ class PredictionCache:
 
     def _build(self, deployed: DeployedService) -> VersionCache | None:
         key = id(deployed)
-        policy = deployed.spec.cache
+        policy = self.policy(deployed.spec.name, deployed.spec.cache)
         built: VersionCache | None = None
-        if policy is not None and self.config.enabled:
+        if policy is not None:
             memory = None
             if self.redis is None:
                 memory = MemoryStore(
@@ -370,6 +371,19 @@ class PredictionCache:
         versions[key] = built
         refs[key] = weakref.ref(deployed, forget)
         return built
+
+    def policy(self, name: str, declared: CachePolicy | None) -> CachePolicy | None:
+        """The policy a model's versions are cached with: the Service's, with the operator's
+        `cache.models[name]` override applied; None when either switches it off."""
+        if declared is None or not self.config.enabled:
+            return None
+        override = self.config.models.get(name)
+        if override is None:
+            return declared
+        if not override.enabled:
+            return None
+        changes = override.model_dump(exclude={"enabled"}, exclude_none=True)
+        return dataclasses.replace(declared, **changes) if changes else declared
 
     def generation(self, name: str) -> int:
         """How many purges of `name` this process has seen."""
