@@ -199,6 +199,10 @@ class Fables(Service[Prompt, Completion]):
         self.index = {c: i for i, c in enumerate(self.chars)}
         self.net = load_or_train(text)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens as OpenAI's `usage` reports them for a prompt: this model's words."""
+        return count_tokens(text)
+
     def predict(self, batch: list[Prompt]) -> list[Completion]:
         outputs = []
         for item in batch:

@@ -21,6 +21,7 @@ credential still learns nothing but 401.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -58,6 +59,8 @@ from modelserve.http.streaming import (
 )
 from modelserve.runtime.streaming import END, IDLE
 from modelserve.types import PredictGuard, Receive, RequestRecord, Scope, Send
+
+logger = logging.getLogger("modelserve.http")
 
 PREFIX = "/openai/v1"
 # Path -> route kind; also the route templates observers see (the paths themselves).
@@ -192,8 +195,8 @@ class OpenAIEndpoint:
         assert isinstance(wire, GenerationWire)
         generation = Generation(session, request.stops, wire.limit)
         chat = kind == "chat"
-        prompt_tokens = self._count(call, request.prompt_text)
         try:
+            prompt_tokens = self._count(call, request.prompt_text)
             if request.stream:
                 await self._stream(send, call, generation, request, chat, prompt_tokens)
             else:
@@ -301,7 +304,11 @@ class OpenAIEndpoint:
             for replica in deployed.replicas:
                 counter = getattr(getattr(replica, "service", None), "count_tokens", None)
                 if counter is not None:
-                    return int(counter(text))
+                    try:
+                        return int(counter(text))
+                    except Exception:  # the model's code: its usage figure is not worth a 500
+                        logger.exception("count_tokens of %r failed; counting words", call.name)
+                    break
         return count_words(text)
 
     async def models(self, scope: Scope, send: Send) -> None:

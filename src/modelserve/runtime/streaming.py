@@ -45,7 +45,6 @@ class ChunkStream:
         self._asked = False
         self._done = False
         self._cancelled = threading.Event()
-        self.produced = 0  # chunks the generator yielded: what tests and metrics read
         self._on_close: list[Any] = []
         if is_async:
             self._wanted_async = asyncio.Event()
@@ -134,7 +133,6 @@ class ChunkStream:
                 except StopIteration:
                     self._post(False, END)
                     return
-                self.produced += 1
                 self._post(True, chunk)
                 credit.acquire()
                 if self._cancelled.is_set():
@@ -161,7 +159,6 @@ class ChunkStream:
                 except StopAsyncIteration:
                     self._results.put_nowait((False, END))
                     return
-                self.produced += 1
                 self._results.put_nowait((True, chunk))
                 await self._wanted_async.wait()
         except asyncio.CancelledError:
@@ -187,8 +184,6 @@ class StreamRunner:
     def __init__(self) -> None:
         self._open: weakref.WeakKeyDictionary[DeployedService, int] = weakref.WeakKeyDictionary()
         self._turn = itertools.count()
-        # Open streams of every version: the metric's gauge and the shutdown wait read it.
-        self.running = 0
 
     def open(self, deployed: DeployedService, item: Any) -> ChunkStream:
         """Start `predict_stream(item)` on one of the version's instances.
@@ -213,11 +208,9 @@ class StreamRunner:
             service, item, is_async=spec.stream_is_async, label=f"{spec.name}-{spec.version}"
         )
         self._open[deployed] = count + 1
-        self.running += 1
 
         def closed() -> None:
             self._open[deployed] = self._open.get(deployed, 1) - 1
-            self.running -= 1
 
         stream.on_close(closed)
         return stream
