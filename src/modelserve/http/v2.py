@@ -531,6 +531,11 @@ def build_v2_router(
         return await model_ready(name, version)
 
     infer_errors = _errors(400, 401, 403, 404, 413, 415, 422, 429, 431, 500, 503, 504)
+    # With outputs asked for as binary data: the JSON head, then the tensors' bytes.
+    infer_errors[200] = {
+        "description": "The outputs: JSON, or JSON + binary tensor data",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
     serve = v2.asgi_route()
     for path, summary in (
         (ROUTE_INFER, "Infer (V2)"),
@@ -546,7 +551,6 @@ def build_v2_router(
             summary=summary,
             description=INFER_DESCRIPTION,
             dependencies=[PREDICT_GUARDED],
-            openapi_extra=INFER_EXTRA,
         )
     return router
 
@@ -555,19 +559,9 @@ INFER_DESCRIPTION = (
     "N rows in every input tensor are N inputs of one batch. With the binary tensor data"
     " extension the body is the JSON head (`Inference-Header-Content-Length` bytes) followed by"
     " each input's `binary_data_size` bytes; outputs asked for as binary data come back the"
-    " same way, as `application/octet-stream`. Mapping rules: docs/protocols.md."
+    " same way, as `application/octet-stream`. Mapping rules: docs/protocols.md. (The header"
+    " is not a declared parameter: only the body's own length makes it valid.)"
 )
-INFER_EXTRA: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "Inference-Header-Content-Length",
-            "in": "header",
-            "required": False,
-            "description": "Length of the JSON head when binary tensor data follows it",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    ],
-}
 
 
 def _infer_doc(pinned: bool, serve: Callable[[Scope, Receive, Send], Awaitable[None]]) -> Any:
