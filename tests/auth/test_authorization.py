@@ -46,7 +46,11 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "/v1/audit/{event_id}": _b_audit_event,
 }
 # Served models are configuration, not tenant objects (any `predict:<model>` holder may use them).
-EXEMPT_PREFIXES = {"/v1/models/{name}": "served models are not owned by a tenant"}
+EXEMPT_PREFIXES = {
+    "/v1/models/{name}": "served models are not owned by a tenant",
+    "/v2/models/{name}": "the same served models, over the Open Inference Protocol",
+    "/openai/v1/models/{model}": "the same served models, as OpenAI lists them",
+}
 BODIES: dict[str, Any] = {"PATCH": {"role": "admin", "is_active": False}, "PUT": {}, "POST": {}}
 
 

@@ -97,6 +97,21 @@ def server(
         yield served
 
 
+def error_code(body: Any) -> str | None:
+    """modelserve's error code of an error body in any protocol's shape: modelserve's own; an
+    OpenAI route's (`authentication_error`, code `invalid_api_key`, as OpenAI answers a bad
+    key); a V2 route's message alone, `{"error": "..."}`, read by its wording."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return "unauthenticated" if "credential" in error or "authenticat" in error else error
+    if not isinstance(error, dict):
+        return None
+    if error.get("type") == "authentication_error" and error.get("code") == "invalid_api_key":
+        return "unauthenticated"
+    code = error.get("code")
+    return code if isinstance(code, str) else None
+
+
 def every_route(app: ModelserveApp) -> list[tuple[str, str]]:
     """(method, concrete path) for every route of the app, path parameters filled in."""
     found: set[tuple[str, str]] = set()
@@ -143,10 +158,9 @@ def test_every_route_refuses_a_credential_in_the_query_string(server: Served) ->
                     content=body,
                     headers={**header, "content-type": "application/json"},
                 )
-                error = response.json().get("error") or {}
                 if (
                     response.status_code != 401
-                    or error.get("code") != "unauthenticated"
+                    or error_code(response.json()) != "unauthenticated"
                     or response.headers.get("www-authenticate") != 'Bearer realm="modelserve"'
                     or value in response.text
                 ):
