@@ -23,6 +23,7 @@ from typing import Annotated, Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Body, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.responses import Response
@@ -411,6 +412,13 @@ class V2Route(APIRoute):
         async def handler(request: Request) -> Response:
             try:
                 return await handle(request)
+            except RequestValidationError as exc:
+                # FastAPI's own (a path parameter that does not parse): 422, in V2's shape.
+                problems = [
+                    {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()
+                ]
+                body = v2_error_body("invalid_input", "Request is invalid", problems, None)
+                return Response(body, status_code=422, media_type="application/json")
             except ModelserveError as exc:
                 request_id = request.scope.get(REQUEST_ID_KEY)
                 rid = request_id if isinstance(request_id, str) else None
@@ -500,7 +508,10 @@ def build_v2_router(
             return _json(ModelReady(name=name, ready=True))
         return _json(ModelReady(name=name, ready=False), 503, {"retry-after": READY_RETRY_AFTER_S})
 
-    model_errors = _errors(401, 403, 404, 429)
+    model_errors: dict[int | str, dict[str, Any]] = {
+        **_errors(401, 403, 404, 429),
+        422: {"model": V2Error, "description": "A path parameter that does not parse"},
+    }
     ready_responses: dict[int | str, dict[str, Any]] = {
         **model_errors,
         503: {"model": ModelReady, "description": "The version is loading, failed or stopping"},
