@@ -394,3 +394,28 @@ def test_data_nested_deeper_than_its_shape_is_400_at_any_depth() -> None:
     # orjson refuses JSON nested past 1024 levels itself; the loop guards what it lets through.
     with pytest.raises(MalformedBodyError, match="nested deeper"):
         _flatten(deep, [], 2, "x")
+
+
+class Counts(BaseModel):
+    n: int
+    flag: bool
+    score: float
+
+
+def test_one_dimensional_outputs_in_binary_and_their_range() -> None:
+    tmap = tensor_map(Small, Counts, tensors(score="FP32"))
+    request = InferRequest([], [(s, True) for s in tmap.outputs.values()], None)
+    rows = [Counts(n=-2, flag=True, score=0.5), Counts(n=7, flag=False, score=1.25)]
+    json_head, data = answer(rows, request)
+    assert [(o["name"], o["datatype"], o["shape"]) for o in json_head["outputs"]] == [
+        ("n", "INT64", [2]),
+        ("flag", "BOOL", [2]),
+        ("score", "FP32", [2]),
+    ]
+    assert np.frombuffer(data[:16], dtype="<i8").tolist() == [-2, 7]
+    assert np.frombuffer(data[16:18], dtype="|b1").tolist() == [True, False]
+    assert np.frombuffer(data[18:], dtype="<f4").tolist() == [0.5, 1.25]
+    # An int past INT64 is the model's fault, never a wrapped-around number.
+    huge = [Counts(n=2**70, flag=True, score=0.0)]
+    with pytest.raises(OutputMismatchError, match="'n'"):
+        encode_response(huge, request, "m", "1")
