@@ -10,6 +10,7 @@ ModelserveError
 │   ├── MalformedBodyError       the body is not well-formed JSON
 │   ├── PayloadTooLargeError     the body is over the configured byte limit
 │   └── UnsupportedMediaError    the body is not JSON
+├── StreamNotSupportedError      a stream was asked of a model without predict_stream
 ├── MalformedRequestError        the request is not valid HTTP (framing, head syntax)
 │   ├── HeadersTooLargeError     a header line or the whole head is over the size limit
 │   └── RequestTimeoutError      the head or body arrived too slowly
@@ -90,6 +91,10 @@ class TooManyHeadersError(InvalidInputError):
 
 class UnsupportedMediaError(InvalidInputError):
     """Raised when a request body is not sent as JSON."""
+
+
+class StreamNotSupportedError(ModelserveError):
+    """Raised when a streamed answer is asked of a model that defines no `predict_stream`."""
 
 
 class MalformedRequestError(ModelserveError):

@@ -90,3 +90,12 @@ class Echo(Service[Words, Word]):
         for word in item.text.split():
             await asyncio.sleep(0)
             yield object() if word == "!" else word  # "!": a chunk that is not JSON
+
+
+class Plain(Service[Words, Word]):
+    """No predict_stream: a stream asked of it is refused."""
+
+    name = "plain"
+
+    def predict(self, batch: list[Words]) -> list[Word]:
+        return [Word(word=item.text) for item in batch]

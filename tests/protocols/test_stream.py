@@ -132,6 +132,14 @@ def test_bad_input_is_refused_before_any_stream(server: ServerProcess) -> None:
     assert response.headers["content-type"] == "application/json"
     assert client.post(f"{TICKS}?stream=true", content=b"{").status_code == 400
     assert client.post("/v1/models/nope/predict?stream=true", json={}).status_code == 404
+    # A model without predict_stream: a 400 that says so (the ASGI path and the protocol's).
+    for ask in ({"params": {"stream": "true"}}, {"headers": {"accept": "text/event-stream"}}):
+        refused = client.post("/v1/models/plain/predict", json={"text": "x"}, **ask)  # type: ignore[arg-type]
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "stream_not_supported"
+    assert (
+        client.post("/v1/models/plain/predict?stream=false", json={"text": "x"}).status_code == 200
+    )
 
 
 def test_a_failure_mid_stream_is_an_error_event_without_internals(server: ServerProcess) -> None:

@@ -40,6 +40,7 @@ from modelserve.errors import (
     ResourceNotFoundError,
     ServiceNotFoundError,
     ServiceUnavailableError,
+    StreamNotSupportedError,
     TooManyHeadersError,
     UnsupportedMediaError,
 )
@@ -52,6 +53,7 @@ logger = logging.getLogger("modelserve.http")
 # Most specific first is not needed: lookup walks the exception's MRO.
 ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     MalformedBodyError: (400, "malformed_body"),
+    StreamNotSupportedError: (400, "stream_not_supported"),
     PayloadTooLargeError: (413, "payload_too_large"),
     TooManyHeadersError: (431, "too_many_headers"),
     # Answered by the HTTP protocol itself (http/connections.py), before any route.

@@ -24,7 +24,12 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from modelserve.errors import OverloadedError, PredictionError, ServiceUnavailableError
+from modelserve.errors import (
+    OverloadedError,
+    PredictionError,
+    ServiceUnavailableError,
+    StreamNotSupportedError,
+)
 from modelserve.runtime.versions import DeployedService
 
 logger = logging.getLogger("modelserve.runtime")
@@ -193,7 +198,10 @@ class StreamRunner:
         """
         spec = deployed.spec
         if not spec.streams:
-            raise ServiceUnavailableError(f"model {spec.name!r} does not stream")
+            raise StreamNotSupportedError(
+                f"model {spec.name!r} does not stream (no predict_stream): ask without"
+                " ?stream=true or an Accept of text/event-stream or application/x-ndjson"
+            )
         services = [s for r in deployed.replicas if (s := getattr(r, "service", None)) is not None]
         if not services:
             raise ServiceUnavailableError(f"model {spec.name!r} has no loaded replica")
