@@ -251,13 +251,28 @@ def test_streams_past_the_cap_get_503_with_retry_after(server: ServerProcess) ->
     assert again.status_code == 200
 
 
+def metric(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_stream_metrics(server: ServerProcess) -> None:
     client = server.client()
+    labels = '{model="ticks",version="1"}'
+    chunks = f"modelserve_stream_chunks_total{labels}"
+    first = f"modelserve_stream_first_chunk_seconds_count{labels}"
+    before = client.get("/metrics").text
     client.post(f"{TICKS}?stream=true", json={"count": 4})
-    text = client.get("/metrics").text
-    assert 'modelserve_stream_chunks_total{model="ticks",version="1"}' in text
-    assert 'modelserve_stream_first_chunk_seconds_count{model="ticks",version="1"}' in text
-    assert 'modelserve_streams_open{model="ticks",version="1"}' in text
+    after = client.get("/metrics").text
+    assert metric(after, chunks) - metric(before, chunks) == 4
+    assert metric(after, first) - metric(before, first) == 1
+    assert metric(after, f"modelserve_streams_open{labels}") == 0
+    # While one is open, the gauge says so.
+    with client.stream("POST", f"{TICKS}?stream=true", json={"count": 1000, "every_s": 0.05}) as r:
+        next(r.iter_lines())
+        assert metric(client.get("/metrics").text, f"modelserve_streams_open{labels}") == 1
 
 
 def test_sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error(

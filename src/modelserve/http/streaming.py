@@ -102,6 +102,7 @@ class StreamSession:
         self.disconnected = False
         self.chunks = 0
         self._first = True
+        self._closed = False
         self._watch = asyncio.get_running_loop().create_task(self._watch_disconnect(receive))
         self._hooks = _stream_hooks(pipeline)
         deployed = call.deployed
@@ -147,33 +148,30 @@ class StreamSession:
                     self._first = False
                     for hook in self._hooks[1]:
                         hook(*self._labels, time.perf_counter() - self.call.started)
+                for hook in self._hooks[2]:
+                    hook(*self._labels)
             return chunk
 
     def close(self) -> None:
-        """Stop the generator (when still running) and the disconnect watch; count it."""
+        """Stop the generator (when still running) and the disconnect watch (idempotent)."""
         self.stream.cancel()
         self._watch.cancel()
-        for hook in self._hooks[2]:
-            hook(*self._labels, self.chunks)
+        if not self._closed:
+            self._closed = True
+            for hook in self._hooks[3]:
+                hook(*self._labels)
 
 
-def _stream_hooks(
-    pipeline: PredictPipeline,
-) -> tuple[list[Callable[..., None]], list[Callable[..., None]], list[Callable[..., None]]]:
-    """The observers' optional stream hooks (the metrics observer has them)."""
-    opened: list[Callable[..., None]] = []
-    first: list[Callable[..., None]] = []
-    closed: list[Callable[..., None]] = []
-    for observer in pipeline.observers:
-        for name, into in (
-            ("on_stream_open", opened),
-            ("on_stream_first_chunk", first),
-            ("on_stream_close", closed),
-        ):
-            hook = getattr(observer, name, None)
-            if hook is not None:
-                into.append(hook)
-    return opened, first, closed
+Hooks = list[Callable[..., None]]
+HOOK_NAMES = ("on_stream_open", "on_stream_first_chunk", "on_stream_chunk", "on_stream_close")
+
+
+def _stream_hooks(pipeline: PredictPipeline) -> tuple[Hooks, ...]:
+    """The observers' optional stream hooks, by `HOOK_NAMES` (the metrics observer has them)."""
+    return tuple(
+        [hook for o in pipeline.observers if (hook := getattr(o, name, None)) is not None]
+        for name in HOOK_NAMES
+    )
 
 
 async def answer_settled(send: Send, pipeline: PredictPipeline, call: PredictCall) -> None:

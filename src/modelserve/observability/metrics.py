@@ -537,11 +537,13 @@ class MetricsRequestObserver:
         """A stream's first chunk came, `seconds` after its request arrived."""
         self._metrics.stream_first_chunk.labels(model, version).observe(seconds)
 
-    def on_stream_close(self, model: str, version: str, chunks: int) -> None:
-        """A streamed answer ended, after `chunks` chunks."""
+    def on_stream_chunk(self, model: str, version: str) -> None:
+        """A stream's chunk came (counted as it comes, so the rate is live)."""
+        self._metrics.stream_chunks.labels(model, version).inc()
+
+    def on_stream_close(self, model: str, version: str) -> None:
+        """A streamed answer ended."""
         self._metrics.streams_open.labels(model, version).dec()
-        if chunks:
-            self._metrics.stream_chunks.labels(model, version).inc(chunks)
 
     def _bind(self, key: tuple[str, int, str | None, str | None, str]) -> _Series:
         route, status, model, version, method = key
