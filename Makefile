@@ -17,7 +17,7 @@ RUNTIME_FLAGS := --generate-hashes --allow-unsafe --extra examples --extra celer
 	--extra sentry --extra eddsa --build-deps-for wheel --no-emit-find-links --no-emit-index-url \
 	--strip-extras -c $(LOCK)
 
-.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke bench-jobs bench-cache clean \
+.PHONY: run test faults test-latest lock lint format typecheck bench bench-smoke bench-jobs bench-cache bench-v2 clean \
 	cluster deploy-check deploy-tools deploy-debs
 
 # Installs exactly the lock (every file's hash checked), then the project itself with no
@@ -82,6 +82,8 @@ bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
 		|| echo "wrk could not be installed: the pure-Python load driver will run"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.cache --out bench/results $(CACHE_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.v2 --out bench/results $(V2_ARGS)
 
 # Batch jobs on MiniLM against the model alone, embedded and on Celery (bench/jobs.py; needs
 # RabbitMQ on 127.0.0.1:5672). JOBS_ARGS passes flags, e.g. JOBS_ARGS="--rows 20000".
@@ -92,6 +94,11 @@ bench-jobs: $(BENCH_STAMP)
 # repeated inputs against W2 without the cache, interleaved (bench/cache.py). CACHE_ARGS passes flags.
 bench-cache: $(BENCH_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.cache $(CACHE_ARGS)
+
+# The Open Inference Protocol V2 row: W1 through tritonclient.http against the native route, one
+# server, alternating rounds (bench/v2.py). V2_ARGS passes flags.
+bench-v2: $(BENCH_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.v2 $(V2_ARGS)
 
 # Seconds long, for CI: never installs anything beyond the project venv; wrk when present.
 bench-smoke: $(STAMP)
