@@ -7,6 +7,7 @@ EXPECTED = {
     "InvalidInput",
     "PredictResponse",
     "ServiceClient",
+    "StreamResponse",
     "assert_batch_invariant",
     "assert_refuses_invalid_inputs",
     "check_service",

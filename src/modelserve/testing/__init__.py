@@ -6,6 +6,7 @@
         with ServiceClient(MyIris) as client:
             assert client.predict({...}).status == 200
             assert_batch_invariant(client, sample_inputs(client.spec, 8))
+            assert client.stream({...}).chunks  # a Service with predict_stream
 
 `ServiceClient` runs the service's `setup` once and drives the server's own predict pipeline
 in-process, so statuses, error bodies and headers are what the server answers. The pytest
@@ -19,7 +20,7 @@ from modelserve.testing.checks import (
     assert_refuses_invalid_inputs,
     check_service,
 )
-from modelserve.testing.client import PredictResponse, ServiceClient
+from modelserve.testing.client import PredictResponse, ServiceClient, StreamResponse
 from modelserve.testing.inputs import InvalidInput, input_strategy, invalid_inputs, sample_inputs
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidInput",
     "PredictResponse",
     "ServiceClient",
+    "StreamResponse",
     "assert_batch_invariant",
     "assert_refuses_invalid_inputs",
     "check_service",

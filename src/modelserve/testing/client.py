@@ -9,6 +9,12 @@ server's (less what uvicorn adds: `date`, `server`).
         assert client.predict({"sepal_length": 5.1, ...}).json()["species"] == "setosa"
         assert client.predict({"sepal_length": -1, ...}).status == 422
 
+A Service with `predict_stream` is driven the same way: `client.stream(item)` runs the
+pipeline's streamed steps and collects the chunks as a client would decode them.
+
+    reply = client.stream({"prompt": "The Fox", "max_tokens": 5})
+    assert reply.ok and len(reply.chunks) == 5
+
 The event loop runs on a thread of the client's own, so the client works the same from plain
 and from async tests.
 """
@@ -28,11 +34,13 @@ from pydantic import BaseModel
 
 from modelserve.cache import PredictionCache
 from modelserve.config import Settings
-from modelserve.errors import ServiceUnavailableError
+from modelserve.errors import OutputMismatchError, ServiceUnavailableError
 from modelserve.http.codec import CodecCache
 from modelserve.http.context import RequestLimits
 from modelserve.http.pipeline import PredictPipeline
+from modelserve.http.streaming import SSE_MEDIA, encode_chunk
 from modelserve.runtime.manager import ModelRuntime
+from modelserve.runtime.streaming import END
 from modelserve.service.base import Service
 from modelserve.service.spec import ServiceSpec
 from modelserve.types import RequestRecord, ServiceStatus
@@ -68,6 +76,29 @@ class PredictResponse:
         if self.status == 200:
             return None
         error = self.json().get("error")
+        return error.get("code") if isinstance(error, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResponse:
+    """A streamed answer, collected: the status and headers it began with, every chunk (as
+    JSON values, as a client decodes them) and, when it ended with an error event (the model
+    failed after its first chunk), that error's body."""
+
+    status: int
+    headers: Mapping[str, str]
+    chunks: list[Any]
+    error: Any = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a stream that began (200) and ended without an error event."""
+        return self.status == 200 and self.error is None
+
+    @property
+    def error_code(self) -> str | None:
+        """The `error.code` of an error answer or error event, else None."""
+        error = self.error.get("error") if isinstance(self.error, dict) else None
         return error.get("code") if isinstance(error, dict) else None
 
 
@@ -194,6 +225,26 @@ class ServiceClient:
             pairs.append((b"content-type", content_type.encode("latin-1")))
         return self._run(self._serve(body, pairs, batch, version), self._timeout_s)
 
+    def stream(
+        self,
+        item: BaseModel | Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        version: str | None = None,
+        max_chunks: int | None = None,
+    ) -> StreamResponse:
+        """`POST .../predict?stream=true` with one input: `predict_stream`'s chunks through the
+        pipeline's streamed steps. An error before the first chunk (422, 400
+        `stream_not_supported`, 503 past the stream cap) is the status with the error body in
+        `error`; `max_chunks` stops reading there, as a client that goes away would."""
+        pairs = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
+        if not any(k == b"content-type" for k, _ in pairs):
+            pairs.append((b"content-type", JSON.encode("latin-1")))
+        coro = self._stream(_dumps(item), pairs, version, max_chunks)
+        return self._run(coro, self._timeout_s)
+
     def output(self, item: BaseModel | Mapping[str, Any]) -> BaseModel:
         """The output model of one input; AssertionError with the error body otherwise."""
         response = self.predict(item)
@@ -231,12 +282,62 @@ class ServiceClient:
             call.status, {k.decode("latin-1"): v.decode("latin-1") for k, v in head}, call.payload
         )
 
+    async def _stream(
+        self,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        version: str | None,
+        max_chunks: int | None,
+    ) -> StreamResponse:
+        pipeline = self.pipeline
+        call = pipeline.open(self.spec.name, version, False, headers, b"stream=true")
+
+        async def read() -> bytes:
+            return body
+
+        stream = await pipeline.run_stream(call, read)
+        if stream is None:  # settled as an error before any chunk
+            head = _text_headers(pipeline.head(call))
+            pipeline.report(call)
+            return StreamResponse(call.status, head, [], orjson.loads(call.payload))
+        call.media = SSE_MEDIA
+        head = _text_headers(pipeline.head(call, streamed=True))
+        chunks: list[Any] = []
+        error: Any = None
+        try:
+            while max_chunks is None or len(chunks) < max_chunks:
+                chunk = await stream.next()
+                if chunk is END:
+                    break
+                try:
+                    data = encode_chunk(chunk)
+                except Exception:  # as the HTTP adapter words it
+                    raise OutputMismatchError(
+                        "predict_stream yielded a chunk that is not JSON"
+                    ) from None
+                chunks.append(orjson.loads(data))  # as a client reads it
+        except Exception as exc:  # the model failed after it began: the error event
+            status = call.status
+            pipeline.fail(call, exc)
+            error = orjson.loads(call.payload)
+            call.status = status
+        finally:
+            stream.cancel()
+            if call.status == 200 and error is None:
+                call.payload = b'{"stream":{"chunks":%d}}' % len(chunks)
+            pipeline.report(call)
+        return StreamResponse(200, head, chunks, error)
+
     def _run(self, coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
         loop = self._loop
         if loop is None:
             coro.close()
             raise RuntimeError("the client is not started: use it as a context manager")
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout_s)
+
+
+def _text_headers(head: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in head}
 
 
 def _dumps(item: BaseModel | Mapping[str, Any]) -> bytes:
