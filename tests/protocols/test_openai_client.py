@@ -8,13 +8,8 @@ Text generation runs at `temperature=0` where answers are compared, so they are 
 from __future__ import annotations
 
 import base64
-import os
-import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,11 +17,11 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.server import ServerProcess, launch
+from tests.e2e.server import ServerProcess
+from tests.protocols.support import EXAMPLES, served_with_keys
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CHAT = [{"role": "user", "content": "The Fox"}]
 
 
@@ -51,41 +46,12 @@ class Server:
         return self.process.client(headers={"authorization": f"Bearer {self.key}"})
 
 
-def _cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "modelserve", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[0]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("openai")
-    settings = {
-        "MODELSERVE_DATA_DIR": str(tmp / "data"),
-        "MODELSERVE_AUTH__ENABLED": "true",
-        "MODELSERVE_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-        "MODELSERVE_AUTH__DEV_BOOTSTRAP": "false",
-        "MODELSERVE_AUTH__ARGON2_MEMORY_KIB": "64",
-        "MODELSERVE_AUTH__ARGON2_TIME_COST": "1",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")} | settings
-    _cli(env, "db", "upgrade")
-    _cli(env, "users", "create-admin", "--username", "oa", "--password-stdin", stdin="pw-" * 8)
-    keys = [
-        _cli(env, "keys", "create", "--owner", "oa", "--name", name, "--scope", scope)
-        for name, scope in (("all", "predict:*"), ("fables", "predict:fables"))
-    ]
-    with launch(
-        tmp, target=EXAMPLES / "textgen.py", env=settings, args=[str(EXAMPLES / "embeddings.py")]
-    ) as process:
+    targets = [EXAMPLES / "textgen.py", EXAMPLES / "embeddings.py"]
+    with served_with_keys(
+        tmp_path_factory.mktemp("openai"), targets, ["predict:*", "predict:fables"]
+    ) as (process, keys):
         yield Server(process, *keys)
 
 

@@ -8,14 +8,9 @@ the native route for the same inputs.
 
 from __future__ import annotations
 
-import os
-import secrets
 import struct
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,11 +20,11 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.e2e.server import ServerProcess, launch
+from tests.e2e.server import ServerProcess
+from tests.protocols.support import EXAMPLES, served_with_keys
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 FLOWERS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 MAX_BODY_BYTES = 65536
@@ -52,41 +47,15 @@ class Server:
         return self.process.client(headers=self.auth())
 
 
-def _cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "modelserve", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[0]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("v2")
-    settings = {
-        "MODELSERVE_DATA_DIR": str(tmp / "data"),
-        "MODELSERVE_AUTH__ENABLED": "true",
-        "MODELSERVE_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-        "MODELSERVE_AUTH__DEV_BOOTSTRAP": "false",
-        "MODELSERVE_AUTH__ARGON2_MEMORY_KIB": "64",
-        "MODELSERVE_AUTH__ARGON2_TIME_COST": "1",
-        "MODELSERVE_HTTP__MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")} | settings
-    _cli(env, "db", "upgrade")
-    _cli(env, "users", "create-admin", "--username", "v2", "--password-stdin", stdin="pw-" * 8)
-    keys = [
-        _cli(env, "keys", "create", "--owner", "v2", "--name", name, "--scope", scope)
-        for name, scope in (("all", "predict:*"), ("digits", "predict:digits"), ("adm", "admin"))
-    ]
-    targets = [str(EXAMPLES / f"{name}.py") for name in ("digits", "embeddings")]
-    with launch(tmp, target=EXAMPLES / "iris.py", env=settings, args=targets) as process:
+    targets = [EXAMPLES / f"{name}.py" for name in ("iris", "digits", "embeddings")]
+    with served_with_keys(
+        tmp_path_factory.mktemp("v2"),
+        targets,
+        ["predict:*", "predict:digits", "admin"],
+        extra={"MODELSERVE_HTTP__MAX_BODY_BYTES": str(MAX_BODY_BYTES)},
+    ) as (process, keys):
         yield Server(process, *keys)
 
 
