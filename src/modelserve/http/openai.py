@@ -47,12 +47,12 @@ from modelserve.http.openai_wire import (
     read_request,
 )
 from modelserve.http.pipeline import PredictCall, PredictPipeline
+from modelserve.http.predict import answer_settled
 from modelserve.http.streaming import (
     HEARTBEAT,
     SSE_MEDIA,
     StreamEndpoint,
     StreamSession,
-    answer_settled,
     finish,
     send_error,
     sse_event,

@@ -106,19 +106,8 @@ class PredictEndpoint:
     ) -> None:
         """The ASGI adapter: the steps with their I/O awaited, the answer as two messages."""
         pipeline = self.pipeline
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        call = pipeline.open(name, version, is_batch, headers, scope["query_string"])
-        scope[REQUEST_ID_KEY] = call.request_id
-        await pipeline.run(
-            call, lambda: read_body(receive, headers, pipeline.limits.max_body_bytes)
-        )
-        if call.principal is not None:
-            scope[PRINCIPAL_KEY] = call.principal
-        await send(
-            {"type": "http.response.start", "status": call.status, "headers": pipeline.head(call)}
-        )
-        await send({"type": "http.response.body", "body": call.payload})
-        pipeline.report(call)
+        call = pipeline.open(name, version, is_batch, scope["headers"], scope["query_string"])
+        await serve_asgi(pipeline, call, scope, receive, send)
 
     def serve_now(
         self,
@@ -176,6 +165,28 @@ class PredictEndpoint:
     def background(self) -> int:
         """Shadow copies still running (for tests that wait for them)."""
         return self.pipeline.shadows.running
+
+
+async def serve_asgi(
+    pipeline: PredictPipeline, call: PredictCall, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """An opened call served over ASGI (every adapter that can await: predict, V2 infer): the
+    pipeline's steps with the body read after authentication, then the settled answer."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    scope[REQUEST_ID_KEY] = call.request_id
+    await pipeline.run(call, lambda: read_body(receive, headers, pipeline.limits.max_body_bytes))
+    if call.principal is not None:
+        scope[PRINCIPAL_KEY] = call.principal
+    await answer_settled(send, pipeline, call)
+
+
+async def answer_settled(send: Send, pipeline: PredictPipeline, call: PredictCall) -> None:
+    """A settled call (an error, or a whole 200) written as one answer, then reported."""
+    await send(
+        {"type": "http.response.start", "status": call.status, "headers": pipeline.head(call)}
+    )
+    await send({"type": "http.response.body", "body": call.payload})
+    pipeline.report(call)
 
 
 def _settle(

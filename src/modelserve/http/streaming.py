@@ -31,6 +31,7 @@ from modelserve.errors import OutputMismatchError, ServiceUnavailableError
 from modelserve.http.connections import grace_left, shutdown_began
 from modelserve.http.context import REQUEST_ID_KEY, read_body
 from modelserve.http.pipeline import PredictCall, PredictPipeline
+from modelserve.http.predict import answer_settled
 from modelserve.runtime.streaming import END, IDLE, ChunkStream
 from modelserve.types import Receive, Scope, Send
 
@@ -172,15 +173,6 @@ def _stream_hooks(pipeline: PredictPipeline) -> tuple[Hooks, ...]:
         [hook for o in pipeline.observers if (hook := getattr(o, name, None)) is not None]
         for name in HOOK_NAMES
     )
-
-
-async def answer_settled(send: Send, pipeline: PredictPipeline, call: PredictCall) -> None:
-    """A settled call (an error, or a whole 200) written as one answer, then reported."""
-    await send(
-        {"type": "http.response.start", "status": call.status, "headers": pipeline.head(call)}
-    )
-    await send({"type": "http.response.body", "body": call.payload})
-    pipeline.report(call)
 
 
 async def first_chunk(session: StreamSession, pipeline: PredictPipeline) -> Any:

@@ -38,16 +38,14 @@ from modelserve.errors import (
 )
 from modelserve.http.codec import NON_FINITE_HEADER, Headers, ServiceCodec
 from modelserve.http.context import (
-    PRINCIPAL_KEY,
     REQUEST_ID_KEY,
     check_encoding,
     header,
-    read_body,
 )
 from modelserve.http.deps import PREDICT_GUARDED, PUBLIC, Authenticated
 from modelserve.http.errors import render_error
 from modelserve.http.pipeline import PredictCall, PredictPipeline
-from modelserve.http.predict import PredictEndpoint, Responder
+from modelserve.http.predict import PredictEndpoint, Responder, serve_asgi
 from modelserve.http.predict_docs import PredictRoute
 from modelserve.http.wire import WireFormat
 from modelserve.protocols.v2 import (
@@ -234,20 +232,7 @@ class V2Endpoint:
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
         """Answer one infer request (the steps awaited, the answer as two messages)."""
-        pipeline = self.pipeline
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        call = self.open(scope, name, version)
-        scope[REQUEST_ID_KEY] = call.request_id
-        await pipeline.run(
-            call, lambda: read_body(receive, headers, pipeline.limits.max_body_bytes)
-        )
-        if call.principal is not None:
-            scope[PRINCIPAL_KEY] = call.principal
-        await send(
-            {"type": "http.response.start", "status": call.status, "headers": pipeline.head(call)}
-        )
-        await send({"type": "http.response.body", "body": call.payload})
-        pipeline.report(call)
+        await serve_asgi(self.pipeline, self.open(scope, name, version), scope, receive, send)
 
     def serve_now(
         self, name: str, version: str | None, scope: Scope, body: bytes, respond: Responder
