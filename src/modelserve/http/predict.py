@@ -127,20 +127,7 @@ class PredictEndpoint:
         """
         pipeline = self.pipeline
         call = pipeline.open(name, version, False, scope["headers"], scope["query_string"])
-        try:
-            if not pipeline.authenticate(call):
-                return False
-            future = pipeline.prepare(call, body)
-        except Exception as exc:
-            pipeline.fail(call, exc)
-            respond(call.status, pipeline.head(call), call.payload)
-            pipeline.report(call)
-            return True
-        if future.done():
-            _settle(pipeline, call, respond, future)
-        else:
-            future.add_done_callback(lambda done: _settle(pipeline, call, respond, done))
-        return True
+        return serve_now(pipeline, call, body, respond)
 
     def asgi_route(
         self, name: str | None, version: str | None, is_batch: bool
@@ -165,6 +152,28 @@ class PredictEndpoint:
     def background(self) -> int:
         """Shadow copies still running (for tests that wait for them)."""
         return self.pipeline.shadows.running
+
+
+def serve_now(
+    pipeline: PredictPipeline, call: PredictCall, body: bytes, respond: Responder
+) -> bool:
+    """An opened call served on the protocol's task-free path (predict, V2 infer): the steps
+    without a coroutine, `respond` called once (now, or from the engine future's callback).
+    False, having answered nothing, when the credential needs a lookup (serve it over ASGI)."""
+    try:
+        if not pipeline.authenticate(call):
+            return False
+        future = pipeline.prepare(call, body)
+    except Exception as exc:
+        pipeline.fail(call, exc)
+        respond(call.status, pipeline.head(call), call.payload)
+        pipeline.report(call)
+        return True
+    if future.done():
+        _settle(pipeline, call, respond, future)
+    else:
+        future.add_done_callback(lambda done: _settle(pipeline, call, respond, done))
+    return True
 
 
 async def serve_asgi(

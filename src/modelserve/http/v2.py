@@ -15,7 +15,6 @@ The read routes (server and model metadata, health, readiness) are FastAPI route
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -45,7 +44,7 @@ from modelserve.http.context import (
 from modelserve.http.deps import PREDICT_GUARDED, PUBLIC, Authenticated
 from modelserve.http.errors import render_error
 from modelserve.http.pipeline import PredictCall, PredictPipeline
-from modelserve.http.predict import PredictEndpoint, Responder, serve_asgi
+from modelserve.http.predict import PredictEndpoint, Responder, serve_asgi, serve_now
 from modelserve.http.predict_docs import PredictRoute
 from modelserve.http.wire import WireFormat
 from modelserve.protocols.v2 import (
@@ -240,28 +239,7 @@ class V2Endpoint:
         """The HTTP protocol's task-free path, as `PredictEndpoint.serve_now` (which see):
         the same steps without a coroutine; False, having answered nothing, when the
         credential needs a lookup."""
-        pipeline = self.pipeline
-        call = self.open(scope, name, version)
-        try:
-            if not pipeline.authenticate(call):
-                return False
-            future = pipeline.prepare(call, body)
-        except Exception as exc:
-            pipeline.fail(call, exc)
-            respond(call.status, pipeline.head(call), call.payload)
-            pipeline.report(call)
-            return True
-        if future.done():
-            self._settle(call, respond, future)
-        else:
-            future.add_done_callback(lambda done: self._settle(call, respond, done))
-        return True
-
-    def _settle(self, call: PredictCall, respond: Responder, future: asyncio.Future[Any]) -> None:
-        pipeline = self.pipeline
-        pipeline.settle(call, future)
-        respond(call.status, pipeline.head(call), call.payload)
-        pipeline.report(call)
+        return serve_now(self.pipeline, self.open(scope, name, version), body, respond)
 
     def asgi_route(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         """An ASGI app serving the infer routes from their path parameters (the documented
