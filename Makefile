@@ -109,7 +109,7 @@ bench-smoke: $(STAMP)
 DEPLOY_VENV := .venv-deploy
 DEPLOY_BIN := $(DEPLOY_VENV)/bin
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
-DEPLOY_LOCK := requirements/deploy-tools.txt
+DEPLOY_LOCK := deploy/tools/requirements.txt
 K8S_OVERLAYS := dev prod gpu
 # The Kubernetes release the manifests are validated against (kubernetes-validate's newest).
 K8S_VERSION ?= 1.37.0
