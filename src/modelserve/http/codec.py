@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -105,23 +106,7 @@ class ServiceCodec:
 
     def dump_batch(self, results: list[Any]) -> tuple[bytes, Headers]:
         """`{"outputs": [...], "errors": [...]}`: items the model rejected are `null` + an error."""
-        parts: list[bytes] = []
-        errors: list[dict[str, Any]] = []
-        dump = self._dump
-        for index, result in enumerate(results):
-            if isinstance(result, ItemRejectedError):
-                parts.append(b"null")
-                errors.append(
-                    {
-                        "index": index,
-                        "code": result.code,
-                        "message": result.message,
-                        "details": result.details,
-                    }
-                )
-            else:
-                parts.append(dump(result))
-        payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
+        payload = batch_body(results, self._dump)
         return payload, self.headers(payload, results)
 
     def headers(self, payload: bytes, outputs: list[Any]) -> Headers:
@@ -170,6 +155,28 @@ class CodecCache:
         codecs[key] = codec
         refs[key] = weakref.ref(deployed, forget)
         return codec
+
+
+def batch_body(results: list[Any], dump: Callable[[Any], bytes]) -> bytes:
+    """A batch answer's body: each result written by `dump`, or, for an input the model
+    rejected (`ItemRejectedError`), `null` in `outputs` and its error in `errors`. The cache's
+    batch answers (already-encoded items) are written here too, so both stay one shape."""
+    parts: list[bytes] = []
+    errors: list[dict[str, Any]] = []
+    for index, result in enumerate(results):
+        if isinstance(result, ItemRejectedError):
+            parts.append(b"null")
+            errors.append(
+                {
+                    "index": index,
+                    "code": result.code,
+                    "message": result.message,
+                    "details": result.details,
+                }
+            )
+        else:
+            parts.append(dump(result))
+    return b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
 
 
 def _non_finite(outputs: list[Any]) -> bool:

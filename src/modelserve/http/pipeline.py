@@ -29,8 +29,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from modelserve.auth.guard import refuse_query_credentials
 from modelserve.batcher.engine import BatchEngine
 from modelserve.cache import Answer, Answers, PredictionCache
@@ -40,6 +38,7 @@ from modelserve.http.codec import (
     CodecCache,
     Headers,
     ServiceCodec,
+    batch_body,
     check_media_type,
 )
 from modelserve.http.context import (
@@ -443,10 +442,8 @@ class PredictPipeline:
                 call.extra.append(NON_FINITE_HEADER)
             call.status = 200
             # A hit has no output object to compare: only model answers are mirrored.
-            if call.version is None and result.result is not None:
-                mirror = self.table.mirror(call.name)
-                if mirror is not None:
-                    self.shadows.offer(call, result.result, mirror)
+            if result.result is not None:
+                self.mirror(call, result.result)
             return
         if type(result) is Answers:  # a batch's, item by item from the cache or the model
             call.payload, non_finite, call.cached, outputs = _cached_batch(result)
@@ -454,10 +451,8 @@ class PredictPipeline:
             if non_finite:
                 call.extra.append(NON_FINITE_HEADER)
             call.status = 200
-            if call.version is None and outputs is not None:
-                mirror = self.table.mirror(call.name)
-                if mirror is not None:
-                    self.shadows.offer(call, outputs, mirror)
+            if outputs is not None:
+                self.mirror(call, outputs)
             return
         if call.wire is not None:
             call.payload, call.extra = call.wire.dump(call, codec, result)
@@ -466,6 +461,11 @@ class PredictPipeline:
         else:
             call.payload, call.extra = codec.dump(result)
         call.status = 200
+        self.mirror(call, result)
+
+    def mirror(self, call: PredictCall, result: Any) -> None:
+        """Copy an unpinned request and its answer to the shadow version when the traffic
+        policy samples it (pinned requests chose their version: never mirrored)."""
         if call.version is None:
             mirror = self.table.mirror(call.name)
             if mirror is not None:
@@ -592,28 +592,10 @@ def _cached_batch(results: Answers) -> tuple[bytes, bool, str, list[Any] | None]
     whether an output held a non-finite number, the outcome (`hit` when every item was one,
     `partial` when some were, else `miss` or `bypass`) and, when no item was a hit, the outputs
     for a shadow copy."""
-    parts: list[bytes] = []
-    errors: list[dict[str, Any]] = []
-    non_finite = False
-    outcomes: set[str] = set()
-    for index, result in enumerate(results):
-        if isinstance(result, Answer):
-            parts.append(result.payload)
-            non_finite = non_finite or result.non_finite
-            outcomes.add(result.outcome)
-        elif isinstance(result, ItemRejectedError):
-            parts.append(b"null")
-            errors.append(
-                {
-                    "index": index,
-                    "code": result.code,
-                    "message": result.message,
-                    "details": result.details,
-                }
-            )
-        else:  # submit_many answers outputs or rejections only
-            raise TypeError(f"unexpected batch item result {type(result).__name__}")
-    payload = b'{"outputs":[' + b",".join(parts) + b'],"errors":' + orjson.dumps(errors) + b"}"
+    answers = [r for r in results if isinstance(r, Answer)]
+    non_finite = any(a.non_finite for a in answers)
+    outcomes = {a.outcome for a in answers}
+    payload = batch_body(results, _answer_payload)
     if "hit" in outcomes:
         outcome = "hit" if outcomes == {"hit"} else "partial"
     else:  # a repeated item's "shared" answer was computed by this request too
@@ -622,6 +604,12 @@ def _cached_batch(results: Answers) -> tuple[bytes, bool, str, list[Any] | None]
     if "hit" not in outcomes:
         outputs = [r.result if isinstance(r, Answer) else r for r in results]
     return payload, non_finite, outcome, outputs
+
+
+def _answer_payload(result: Any) -> bytes:
+    if not isinstance(result, Answer):  # submit_many answers outputs or rejections only
+        raise TypeError(f"unexpected batch item result {type(result).__name__}")
+    return result.payload
 
 
 def route_template(version: str | None, is_batch: bool) -> str:
